@@ -1,0 +1,251 @@
+"""The driver: graph -> pipeline -> backend -> a checked callable.
+
+Casting policy for inputs (the same for every backend): an input whose dtype differs
+from its placeholder's is converted when NumPy's ``same_kind`` rule allows it (bool to
+anything, int to wider int or to float, float64 to float32); integers narrowed to int32
+must fit. Anything else (float to int, numbers to bool) raises :class:`InputDTypeError`
+naming the input. Inputs are never written to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from symgrad.backends.base import Program, get_backend
+from symgrad.errors import InputDTypeError, InputError
+from symgrad.ir import shape as S
+from symgrad.ir.dtypes import DTYPES
+from symgrad.ir.graph import placeholders, to_text, toposort
+from symgrad.ir.shape import Dim, Size, shape_str
+from symgrad.ir.tensor import Tensor
+from symgrad.ops.api import as_tensor
+from symgrad.passes import DEFAULT_PIPELINE
+from symgrad.passes.manager import PassManager, Report, parse_pipeline
+
+_MISSING = object()
+
+
+class Function:
+    """A compiled function. Call it with arrays by placeholder name or by position.
+
+    Attributes
+    ----------
+    source : the generated code.
+    graph : the optimized graph's outputs; ``graph_text`` is its text form.
+    pipeline : the exact pipeline text that ran.
+    report : per-pass timings, node counts and the rewrites that fired.
+    inputs : the input names, in positional order.
+    """
+
+    def __init__(
+        self,
+        inputs: list[Tensor],
+        outputs: list[Tensor],
+        single: bool,
+        impl: Any,
+        pipeline: str,
+        report: Report,
+        backend: str,
+        checks: list[tuple[str, Size, Size, str, str]],
+        check_nan: bool,
+    ) -> None:
+        self._inputs = inputs
+        self.inputs = [t.name for t in inputs]
+        self._index = {name: i for i, name in enumerate(self.inputs)}
+        self.graph = outputs
+        self._single = single
+        self._impl = impl
+        self.source: str = impl.source
+        self.pipeline = pipeline
+        self.report = report
+        self.backend = backend
+        self._checks = checks
+        self._check_nan = check_nan
+        self._specs = [
+            (t.name, DTYPES[t.dtype], t.shape, [
+                (axis, s) for axis, s in enumerate(t.shape)
+            ]) for t in inputs
+        ]
+
+    @property
+    def graph_text(self) -> str:
+        return to_text(self.graph)
+
+    @property
+    def rewrites(self) -> dict[str, int]:
+        return dict(self.report.rewrites)
+
+    def __repr__(self) -> str:
+        return f"<symgrad.Function ({', '.join(self.inputs)}) -> {len(self.graph)} outputs, {self.backend}>"
+
+    def bind(self, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[list[np.ndarray], dict[str, int]]:
+        """Check and convert the call's arguments; return the arrays and the sizes."""
+        n = len(self._inputs)
+        if len(args) > n:
+            raise InputError(f"expected at most {n} positional inputs ({', '.join(self.inputs)}), "
+                             f"got {len(args)}")
+        values: list[Any] = list(args) + [_MISSING] * (n - len(args))
+        for key, v in kwargs.items():
+            i = self._index.get(key)
+            if i is None:
+                raise InputError(f"unknown input {key!r}; inputs are: {', '.join(self.inputs)}")
+            if values[i] is not _MISSING:
+                raise InputError(f"input {key!r} given twice (by position and by name)")
+            values[i] = v
+        missing = [self.inputs[i] for i, v in enumerate(values) if v is _MISSING]
+        if missing:
+            raise InputError(f"missing input{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
+        env: dict[str, int] = {}
+        arrays = []
+        for v, (name, dtype, shape, dims) in zip(values, self._specs):
+            arr = _convert(name, v, dtype, self._check_nan)
+            if arr.ndim != len(shape):
+                raise InputError(f"input {name!r}: expected rank {len(shape)} {shape_str(shape)}, "
+                                 f"got shape {arr.shape}")
+            for axis, s in dims:
+                got = arr.shape[axis]
+                if isinstance(s, int):
+                    if got != s:
+                        raise InputError(f"input {name!r}: axis {axis} has size {got}, expected {s} "
+                                         f"(declared shape {shape_str(shape)})")
+                elif s.is_symbol():
+                    sym = s.terms[0][0][0]
+                    assert isinstance(sym, str)
+                    prev = env.get(sym)
+                    if prev is None:
+                        env[sym] = got
+                    elif prev != got:
+                        raise InputError(f"input {name!r}: axis {axis} has size {got}, but size "
+                                         f"{sym!r} is already {prev} from an earlier input")
+            arrays.append(arr)
+        for v, (name, _, shape, dims) in zip(arrays, self._specs):
+            for axis, s in dims:
+                if isinstance(s, Dim) and not s.is_symbol() and S.evaluate(s, env) != v.shape[axis]:
+                    raise InputError(f"input {name!r}: axis {axis} has size {v.shape[axis]}, "
+                                     f"expected {s} = {S.evaluate(s, env)}")
+        for rel, a, b, what, loc in self._checks:
+            va, vb = S.evaluate(a, env), S.evaluate(b, env)
+            if (rel == "==" and va != vb) or (rel == "<=" and va > vb):
+                raise InputError(f"{what}: sizes {a} = {va} and {b} = {vb} must satisfy {rel} "
+                                 f"(op built at {loc})")
+        return arrays, env
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        arrays, _ = self.bind(args, kwargs)
+        outs = self._impl(*arrays)
+        result = tuple(_own(o, arrays) for o in outs)
+        return result[0] if self._single else result
+
+
+def _own(value: Any, inputs: list[np.ndarray]) -> np.ndarray:
+    arr = np.asarray(value)
+    if not arr.flags.writeable or any(arr is a or np.shares_memory(arr, a) for a in inputs):
+        arr = np.array(arr, copy=True)
+    return arr
+
+
+def _convert(name: str, value: Any, dtype: np.dtype[Any], check_nan: bool) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype != dtype:
+        if arr.dtype.kind not in "biuf":
+            raise InputDTypeError(f"input {name!r}: cannot use an array of dtype {arr.dtype} "
+                                  f"as {dtype.name}")
+        if not np.can_cast(arr.dtype, dtype, casting="same_kind"):
+            raise InputDTypeError(f"input {name!r}: casting {arr.dtype} to {dtype.name} is not "
+                                  "allowed (only same-kind conversions are; cast explicitly)")
+        if dtype.kind == "i" and arr.dtype.kind in "iu" and arr.size:
+            info = np.iinfo(dtype)
+            if arr.min() < info.min or arr.max() > info.max:
+                raise InputDTypeError(f"input {name!r}: values do not fit in {dtype.name}")
+        arr = arr.astype(dtype)
+    if check_nan and arr.dtype.kind == "f" and arr.size and not np.isfinite(arr).all():
+        raise InputError(f"input {name!r} contains NaN or Inf")
+    return arr
+
+
+def _size_sources(inputs: list[Tensor], outputs: list[Tensor]) -> dict[str, tuple[int, int]]:
+    sources: dict[str, tuple[int, int]] = {}
+    for pos, t in enumerate(inputs):
+        for axis, s in enumerate(t.shape):
+            if isinstance(s, Dim) and s.is_symbol():
+                sym = s.terms[0][0][0]
+                assert isinstance(sym, str)
+                sources.setdefault(sym, (pos, axis))
+    needed: set[str] = set()
+    for n in toposort(outputs):
+        for s in n.shape:
+            if isinstance(s, Dim):
+                needed |= s.symbols
+    unknown = needed - set(sources)
+    if unknown:
+        raise ValueError(f"sizes {sorted(unknown)} cannot be read from any input's shape")
+    return sources
+
+
+def compile(  # noqa: A001 - the public name promised by the API
+    outputs: Tensor | Sequence[Tensor],
+    inputs: Sequence[Tensor | str] | None = None,
+    backend: str = "numpy",
+    pipeline: str | None = None,
+    *,
+    check_nan: bool = False,
+    verify_each: bool = False,
+    print_changed: bool = False,
+    dump_dir: str | None = None,
+) -> Function:
+    """Compile symbolic outputs into a callable.
+
+    Parameters
+    ----------
+    outputs : a tensor (the call returns one array) or a list/tuple of tensors (a tuple).
+    inputs : placeholders (or their names) in positional order; by default every
+        placeholder the outputs depend on, in the order they were created.
+    backend : ``"numpy"``, ``"llvm"``, ``"cuda"`` or a registered backend.
+    pipeline : pass pipeline text; ``f.pipeline`` prints back exactly what ran.
+    check_nan : reject inputs holding NaN or Inf.
+    verify_each, print_changed, dump_dir : pass-manager instrumentation.
+    """
+    single = isinstance(outputs, Tensor)
+    outs = [as_tensor(o) for o in ([outputs] if single else list(outputs))]  # type: ignore[list-item]
+    found = placeholders(outs)
+    if inputs is None:
+        ins = found
+    else:
+        by_name = {t.name: t for t in found}
+        ins = []
+        for item in inputs:
+            if isinstance(item, str):
+                if item not in by_name:
+                    raise InputError(f"input {item!r} is not a placeholder the outputs use; they "
+                                     f"use: {', '.join(sorted(n for n in by_name if n))}")
+                item = by_name[item]
+            if not isinstance(item, Tensor) or item.op.name != "placeholder":
+                raise TypeError(f"inputs must be placeholders, got {item!r}")
+            ins.append(item)
+        unused = [t.name for t in found if all(t is not i for i in ins)]
+        if unused:
+            raise InputError(f"the outputs depend on placeholder{'s' if len(unused) > 1 else ''} "
+                             f"{', '.join(map(repr, unused))} missing from inputs")
+    names = [t.name for t in ins]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise InputError(f"two different placeholders are named {', '.join(map(repr, dup))}")
+
+    pm = PassManager(parse_pipeline(pipeline if pipeline is not None else DEFAULT_PIPELINE),
+                     verify_each=verify_each, print_changed=print_changed, dump_dir=dump_dir)
+    optimized = pm.run(outs)
+    program = Program(ins, optimized, _size_sources(ins, optimized))
+    impl = get_backend(backend).build(program)
+    checks = []
+    seen: set[tuple[Any, ...]] = set()
+    for node in toposort(optimized):
+        for rel, a, b, what in node.checks:
+            key = (rel, a, b)
+            if key not in seen:
+                seen.add(key)
+                checks.append((rel, a, b, what, node.loc))
+    text = pipeline if pipeline is not None else DEFAULT_PIPELINE
+    return Function(ins, optimized, single, impl, text, pm.report, backend, checks, check_nan)

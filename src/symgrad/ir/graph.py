@@ -1,0 +1,101 @@
+"""Graph walks, the equation-per-line text form and the verifier."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from symgrad.errors import SymgradError
+from symgrad.ir.shape import Dim, Size
+from symgrad.ir.tensor import Tensor
+
+
+def toposort(outputs: Iterable[Tensor]) -> list[Tensor]:
+    """Every node the outputs depend on, inputs before users (iterative, no recursion)."""
+    order: list[Tensor] = []
+    seen: set[int] = set()
+    for root in outputs:
+        if id(root) in seen:
+            continue
+        stack: list[tuple[Tensor, int]] = [(root, 0)]
+        seen.add(id(root))
+        while stack:
+            node, i = stack[-1]
+            if i < len(node.inputs):
+                stack[-1] = (node, i + 1)
+                child = node.inputs[i]
+                if id(child) not in seen:
+                    seen.add(id(child))
+                    stack.append((child, 0))
+            else:
+                stack.pop()
+                order.append(node)
+    return order
+
+
+def placeholders(outputs: Iterable[Tensor]) -> list[Tensor]:
+    """The placeholders the outputs depend on, in the order they were created."""
+    found = [n for n in toposort(outputs) if n.op.name == "placeholder"]
+    return sorted(found, key=lambda n: n.serial)
+
+
+def users(order: Sequence[Tensor]) -> dict[int, list[Tensor]]:
+    out: dict[int, list[Tensor]] = {id(n): [] for n in order}
+    for n in order:
+        for i in n.inputs:
+            out[id(i)].append(n)
+    return out
+
+
+def _size_text(s: Size) -> str:
+    return str(s)
+
+
+def type_text(t: Tensor) -> str:
+    return f"{t.dtype}[{', '.join(_size_text(s) for s in t.shape)}]"
+
+
+def _attr_text(key: str, value: object) -> str:
+    if isinstance(value, tuple):
+        value = "(" + ", ".join(str(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    elif isinstance(value, str):
+        value = repr(value)
+    return f"{key}={value}"
+
+
+def to_text(outputs: Sequence[Tensor]) -> str:
+    """One equation per line: ``%3 = add(%1, %2) : float32[x.0, 3]``, then ``return``."""
+    order = toposort(outputs)
+    ids: dict[int, str] = {}
+    lines = []
+    for k, n in enumerate(order):
+        ids[id(n)] = f"%{k}"
+        attrs = [(a, v) for a, v in n.attrs if not (n.op.name == "placeholder" and a in ("shape", "dtype"))]
+        attr_s = "[" + ", ".join(_attr_text(a, v) for a, v in attrs) + "]" if attrs else ""
+        args = ", ".join(ids[id(i)] for i in n.inputs)
+        lines.append(f"%{k} = {n.op.name}{attr_s}({args}) : {type_text(n)}")
+    lines.append("return " + ", ".join(ids[id(o)] for o in outputs))
+    return "\n".join(lines) + "\n"
+
+
+class VerifyError(SymgradError, AssertionError):
+    """The graph's recorded types disagree with its ops' shape rules."""
+
+
+def verify(outputs: Sequence[Tensor]) -> None:
+    """Re-run every node's shape/dtype rule and compare with what the node recorded."""
+    for n in toposort(outputs):
+        info = n.op.infer(n.inputs, dict(n.attrs))
+        if info.shape != n.shape or info.dtype != n.dtype:
+            raise VerifyError(
+                f"{n.op.name}: recorded {n.dtype}{n.shape} but rule gives {info.dtype}{info.shape}"
+                f" (built at {n.loc})"
+            )
+
+
+def symbols(outputs: Iterable[Tensor]) -> set[str]:
+    out: set[str] = set()
+    for n in toposort(outputs):
+        for s in n.shape:
+            if isinstance(s, Dim):
+                out |= s.symbols
+    return out

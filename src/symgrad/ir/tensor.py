@@ -1,0 +1,207 @@
+"""Symbolic tensors: the nodes of a symgrad graph.
+
+Nodes are immutable and hash-consed: building the same op on the same inputs with the
+same attributes returns the node that already exists, so structurally identical
+subgraphs are one node and common-subexpression elimination comes for free. Because of
+that, ``a == b`` on tensors is identity (structural equality); elementwise equality is
+``sg.equal``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import weakref
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from symgrad.errors import user_location
+from symgrad.ir.dtypes import as_dtype
+from symgrad.ir.shape import Dim, Shape, Size, shape_str
+
+if TYPE_CHECKING:
+    from symgrad.ops.base import Op
+
+Attrs = tuple[tuple[str, Any], ...]
+
+_serial = itertools.count()
+_table: weakref.WeakValueDictionary[tuple[Any, ...], Tensor] = weakref.WeakValueDictionary()
+
+
+class ConstData:
+    """An immutable array held by a ``constant`` node, hashed by its bytes."""
+
+    __slots__ = ("array", "digest")
+
+    def __init__(self, array: np.ndarray) -> None:
+        arr = np.array(array, copy=True, order="C")
+        arr.setflags(write=False)
+        self.array = arr
+        h = hashlib.sha1(arr.dtype.str.encode())
+        h.update(repr(arr.shape).encode())
+        h.update(arr.tobytes())
+        self.digest = h.hexdigest()
+
+    def __hash__(self) -> int:
+        return hash(self.digest)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ConstData) and other.digest == self.digest
+
+    def __repr__(self) -> str:
+        a = self.array
+        if a.size <= 8:
+            return np.array2string(a, separator=", ", floatmode="unique").replace("\n", "")
+        return f"<{a.dtype.name}{list(a.shape)} #{self.digest[:8]}>"
+
+
+class Tensor:
+    """A symbolic tensor: the result of one op applied to input tensors."""
+
+    __slots__ = (
+        "op",
+        "inputs",
+        "attrs",
+        "shape",
+        "dtype",
+        "serial",
+        "loc",
+        "checks",
+        "_attr_dict",
+        "__weakref__",
+    )
+    __array_priority__ = 1000  # numpy defers to our operators
+    op: Op
+    inputs: tuple[Tensor, ...]
+    attrs: Attrs
+    shape: Shape
+    dtype: str
+    serial: int
+    loc: str
+    checks: tuple[tuple[str, Size, Size, str], ...]
+
+    def __init__(self) -> None:  # pragma: no cover - use Tensor.make
+        raise TypeError("tensors are built by ops; use sg.placeholder, sg.constant or an op")
+
+    @staticmethod
+    def make(op: Op, inputs: tuple[Tensor, ...], attrs: Attrs = ()) -> Tensor:
+        """Return the node ``op(inputs; attrs)``, creating it only if it does not exist."""
+        key = (op.name, attrs, tuple(map(id, inputs)))
+        node = _table.get(key)
+        if node is not None:
+            return node
+        info = op.infer(inputs, dict(attrs))
+        node = object.__new__(Tensor)
+        node.op = op
+        node.inputs = inputs
+        node.attrs = attrs
+        node.shape = info.shape
+        node.dtype = info.dtype
+        node.checks = info.checks
+        node.serial = next(_serial)
+        node.loc = user_location()
+        node._attr_dict = None
+        _table[key] = node
+        return node
+
+    # -- introspection ----------------------------------------------------------------
+    def attr(self, key: str, default: Any = None) -> Any:
+        d = self._attr_dict
+        if d is None:
+            d = self._attr_dict = dict(self.attrs)
+        return d.get(key, default)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def name(self) -> str | None:
+        """The user's name for a placeholder (or a labelled parameter), else ``None``."""
+        name = self.attr("name")
+        return name if isinstance(name, str) else None
+
+    @property
+    def size(self) -> Size:
+        from symgrad.ir.shape import prod
+
+        return prod(self.shape)
+
+    def __repr__(self) -> str:
+        label = f" {self.name!r}" if self.name else ""
+        return f"<Tensor {self.op.name}{label} {self.dtype}{shape_str(self.shape)}>"
+
+    def __bool__(self) -> bool:
+        raise TypeError(
+            "the truth value of a symbolic tensor is unknown until it runs; "
+            "use sg.where for data-dependent choices"
+        )
+
+    def __iter__(self) -> Iterator[Tensor]:
+        if not self.shape or not isinstance(self.shape[0], int):
+            raise TypeError("iteration needs a leading dimension of static size")
+        return (self[i] for i in range(self.shape[0]))
+
+    def __len__(self) -> int:
+        if not self.shape or not isinstance(self.shape[0], int):
+            raise TypeError("len() needs a leading dimension of static size")
+        return self.shape[0]
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __eq__(self, other: object) -> bool:  # identity is structural equality here
+        return self is other
+
+    def __ne__(self, other: object) -> bool:
+        return self is not other
+
+
+def placeholder(name: str, shape: tuple[int | str | None, ...] = (), dtype: Any = "float32") -> Tensor:
+    """A named input, given when the compiled function is called.
+
+    ``None`` in ``shape`` is a size known only at call time (one per placeholder axis);
+    a string names a size that every placeholder using the same string must share.
+    """
+    from symgrad.ops.base import OPS
+
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"placeholder name must be a non-empty string, got {name!r}")
+    dims: list[Size] = []
+    for i, s in enumerate(tuple(shape)):
+        if s is None:
+            dims.append(Dim.symbol(f"{name}.{i}"))
+        elif isinstance(s, str):
+            dims.append(Dim.symbol(s))
+        elif isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 0:
+            dims.append(int(s))
+        elif isinstance(s, Dim):
+            dims.append(s)
+        else:
+            raise ValueError(f"placeholder {name!r}: bad size {s!r} in shape {shape!r}")
+    attrs = (("dtype", as_dtype(dtype)), ("name", name), ("shape", tuple(dims)))
+    return Tensor.make(OPS["placeholder"], (), attrs)
+
+
+def constant(value: Any, dtype: Any = None) -> Tensor:
+    """A constant tensor holding a copy of ``value``."""
+    from symgrad.ops.base import OPS
+
+    arr = np.asarray(value)
+    if dtype is not None:
+        arr = arr.astype(as_dtype(dtype))
+    elif arr.dtype.name not in ("float32", "float64", "int32", "int64", "bool"):
+        if arr.dtype.kind == "f":
+            arr = arr.astype(np.float64)
+        elif arr.dtype.kind in "iu":
+            arr = arr.astype(np.int64)
+        else:
+            raise TypeError(f"constant of dtype {arr.dtype} is not supported")
+    return Tensor.make(OPS["constant"], (), (("value", ConstData(arr)),))
+
+
+def live_nodes() -> int:
+    """How many nodes exist right now (for tests of hash-consing)."""
+    return len(_table)

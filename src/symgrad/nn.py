@@ -1,0 +1,1 @@
+"""Neural-network losses and layers built from primitive ops."""

@@ -1,0 +1,3 @@
+from symgrad.ops import table
+
+print(table())

@@ -1,0 +1,1 @@
+"""nn ops: convolution and pooling (declared in this module)."""

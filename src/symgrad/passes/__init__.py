@@ -1,0 +1,31 @@
+"""The pass manager and the passes, registered by name for pipeline text."""
+
+from symgrad.passes.autodiff import Autodiff
+from symgrad.passes.dce import DCE
+from symgrad.passes.manager import (
+    PASSES,
+    PassManager,
+    Report,
+    known_passes,
+    parse_pipeline,
+    pipeline_text,
+    register_pass,
+    run_pipeline,
+)
+
+for _cls in (Autodiff, DCE):
+    register_pass(_cls)
+
+DEFAULT_PIPELINE = "autodiff,dce"
+
+__all__ = [
+    "DEFAULT_PIPELINE",
+    "PASSES",
+    "PassManager",
+    "Report",
+    "known_passes",
+    "parse_pipeline",
+    "pipeline_text",
+    "register_pass",
+    "run_pipeline",
+]

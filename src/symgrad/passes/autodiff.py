@@ -1,0 +1,103 @@
+"""Reverse- and forward-mode differentiation as a graph-to-graph transformation.
+
+The pass replaces every ``grad`` node by the backward graph built from the ops'
+pullback rules, and every ``jvp`` node by the tangent graph built from their
+pushforward rules. Nodes are visited inputs-first, so a derivative of a graph that
+already holds derivatives is expanded innermost first, and a gradient of a gradient
+needs nothing special.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import symgrad.ops.api as F
+from symgrad.errors import GradientError
+from symgrad.ir.dtypes import FLOATS
+from symgrad.ir.graph import toposort
+from symgrad.ir.tensor import Tensor
+from symgrad.passes.rewrite import rebuild
+
+
+def _fit(ct: Tensor, like: Tensor) -> Tensor:
+    """Bring a cotangent to the shape and dtype of the value it belongs to."""
+    if ct.shape != like.shape:
+        ct = F.sum_to(ct, like.shape)
+    if ct.dtype != like.dtype:
+        ct = F.cast(ct, like.dtype)
+    return ct
+
+
+def backward(y: Tensor, seed: Tensor) -> dict[int, Tensor]:
+    """Cotangents (keyed by node id) of every node y depends on, for cotangent ``seed``."""
+    order = toposort([y])
+    cts: dict[int, Tensor] = {id(y): seed}
+    for node in reversed(order):
+        g = cts.get(id(node))
+        if g is None or not node.inputs:
+            continue
+        if node.op.kind == "transform":
+            raise GradientError(f"{node.op.name}: derivative requests must be expanded first")
+        if node.op.pullback is None:
+            if node.op.nondiff is None and any(i.dtype in FLOATS for i in node.inputs):
+                raise GradientError(f"{node.op.name} has no pullback rule (built at {node.loc})")
+            continue
+        for inp, ct in zip(node.inputs, node.op.pullback(node, g)):
+            if ct is None or inp.dtype not in FLOATS:
+                continue
+            ct = _fit(ct, inp)
+            prev = cts.get(id(inp))
+            cts[id(inp)] = ct if prev is None else F.add(prev, ct)
+    return cts
+
+
+def forward(x: Tensor, v: Tensor, y: Tensor) -> Tensor:
+    """The tangent of ``y`` when ``x`` moves along ``v`` (forward mode)."""
+    tangents: dict[int, Tensor] = {id(x): v}
+    for node in toposort([y]):
+        if id(node) in tangents or not node.inputs:
+            continue
+        ts = [tangents.get(id(i)) for i in node.inputs]
+        if all(t is None for t in ts):
+            continue
+        if node.op.pushforward is None:
+            if node.op.nondiff is not None or node.dtype not in FLOATS:
+                continue
+            raise GradientError(f"{node.op.name} has no pushforward rule (built at {node.loc})")
+        t = node.op.pushforward(node, ts)
+        if t is not None:
+            tangents[id(node)] = _fit(t, node)
+    out = tangents.get(id(y))
+    return out if out is not None else F.zeros_like(y, y.dtype if y.dtype in FLOATS else x.dtype)
+
+
+@dataclass(frozen=True)
+class Autodiff:
+    """Expand every derivative request (``grad``, ``jvp``) into ordinary nodes."""
+
+    name: str = "autodiff"
+
+    def run(self, outputs: Sequence[Tensor]) -> list[Tensor]:
+        return expand(outputs)
+
+
+def expand(outputs: Sequence[Tensor]) -> list[Tensor]:
+    new: dict[int, Tensor] = {}
+    sweeps: dict[tuple[int, int], dict[int, Tensor]] = {}
+    for node in toposort(outputs):
+        inputs = tuple(new[id(i)] for i in node.inputs)
+        if node.op.name == "grad":
+            y, wrt, seed = inputs
+            key = (id(y), id(seed))
+            if key not in sweeps:
+                sweeps[key] = backward(y, seed)
+            ct = sweeps[key].get(id(wrt))
+            out = _fit(ct, wrt) if ct is not None else F.zeros_like(wrt)
+        elif node.op.name == "jvp":
+            y, x, v = inputs
+            out = forward(x, v, y)
+        else:
+            out = rebuild(node, inputs)
+        new[id(node)] = out
+    return [new[id(o)] for o in outputs]

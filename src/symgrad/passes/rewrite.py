@@ -1,0 +1,31 @@
+"""Rebuilding a graph bottom-up: the one loop every rewriting pass shares."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from symgrad.ir.graph import toposort
+from symgrad.ir.tensor import Tensor
+
+Rule = Callable[[Tensor, tuple[Tensor, ...]], Tensor | None]
+
+
+def rebuild(node: Tensor, inputs: tuple[Tensor, ...]) -> Tensor:
+    """``node`` with new inputs (the same node when nothing changed)."""
+    if all(a is b for a, b in zip(inputs, node.inputs)):
+        return node
+    return Tensor.make(node.op, inputs, node.attrs)
+
+
+def rewrite(outputs: Sequence[Tensor], rule: Rule) -> list[Tensor]:
+    """Visit nodes inputs-first; ``rule(node, new_inputs)`` returns a replacement or None.
+
+    The replacement is taken as final (it is not visited again), so a rule that wants a
+    fixed point builds its result from already rewritten parts.
+    """
+    new: dict[int, Tensor] = {}
+    for node in toposort(outputs):
+        inputs = tuple(new[id(i)] for i in node.inputs)
+        out = rule(node, inputs)
+        new[id(node)] = out if out is not None else rebuild(node, inputs)
+    return [new[id(o)] for o in outputs]
