@@ -12,7 +12,7 @@ from __future__ import annotations
 from symgrad import ops as _ops  # registers every op
 from symgrad import passes  # noqa: F401
 from symgrad.compile import Function, compile
-from symgrad.derivatives import grad, jvp, vjp
+from symgrad.derivatives import grad, hessian, hvp, jacobian, jvp, vjp
 from symgrad.errors import (
     DTypeError,
     GradientError,
@@ -30,6 +30,7 @@ from symgrad.ops.api import (
     add,
     amax,
     amin,
+    arange,
     argmax,
     argmin,
     as_tensor,
@@ -48,6 +49,7 @@ from symgrad.ops.api import (
     exp,
     expand_dims,
     expm1,
+    eye,
     flatten,
     floor,
     full,
@@ -113,7 +115,7 @@ from symgrad.ops.api import (
 )
 from symgrad import _methods  # noqa: F401  (operators and methods on Tensor)
 from symgrad import nn  # noqa: E402
-from symgrad.inspect import pretty, to_sympy  # noqa: E402
+from symgrad.inspect import explain_grad, latex, pretty, render, to_dot, to_sympy  # noqa: E402
 
 float32 = "float32"
 float64 = "float64"

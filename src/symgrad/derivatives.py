@@ -13,13 +13,12 @@ from typing import Any
 import numpy as np
 
 import symgrad.ops.api as F
-from symgrad.errors import GradientError, ShapeError
+from symgrad.errors import GradientError, ShapeError, user_location
 from symgrad.ir.dtypes import FLOATS
 from symgrad.ir.graph import toposort
 from symgrad.ir.shape import shape_str
 from symgrad.ir.tensor import Tensor, constant
 from symgrad.ops.base import OPS
-from symgrad.errors import user_location
 
 
 def _check_connected(y: Tensor, wrts: Sequence[Tensor]) -> None:
@@ -87,3 +86,33 @@ def jvp(y: Tensor, x: Tensor, v: Any) -> Tensor:
     if vt.shape != x.shape:
         vt = F.broadcast_to(vt, x.shape)
     return OPS["jvp"](y, x, vt)  # type: ignore[no-any-return]
+
+
+def jacobian(y: Tensor, x: Tensor, mode: str = "rev") -> Tensor:
+    """dy/dx with shape ``y.shape + x.shape``.
+
+    Built as one batched reverse-mode pass over the basis seeds of y (``mode="rev"``) or one
+    batched forward-mode pass over the basis tangents of x (``mode="fwd"``); never as one
+    copy of the backward graph per row.
+    """
+    if not isinstance(y, Tensor) or not isinstance(x, Tensor):
+        raise TypeError("jacobian: y and x must be symbolic tensors")
+    if y.dtype not in FLOATS:
+        y = F.cast(y, x.dtype)
+    return OPS["jacobian"](y, x, mode=mode)  # type: ignore[no-any-return]
+
+
+def hessian(f: Tensor, x: Tensor) -> Tensor:
+    """d2f/dx2 for scalar ``f``, shape ``x.shape + x.shape`` (forward over reverse)."""
+    if f.shape != ():
+        raise GradientError(f"hessian: f must be a scalar, got shape {shape_str(f.shape)}"
+                            f"\n  at {user_location()}")
+    return jacobian(grad(f, x), x, mode="fwd")
+
+
+def hvp(f: Tensor, x: Tensor, v: Any) -> Tensor:
+    """The Hessian of scalar ``f`` times ``v`` (shape of x), forward over reverse."""
+    if f.shape != ():
+        raise GradientError(f"hvp: f must be a scalar, got shape {shape_str(f.shape)}"
+                            f"\n  at {user_location()}")
+    return jvp(grad(f, x), x, v)

@@ -5,6 +5,7 @@
 
 from symgrad.ops import api, elementwise, tensor_ops, transforms  # noqa: F401  (registration)
 from symgrad.ops import nn_ops  # noqa: F401  (registration)
+from symgrad.ops import random_ops  # noqa: F401  (registration)
 from symgrad.ops.base import OPS, Info, Op, register, table
 
 __all__ = ["OPS", "Info", "Op", "register", "table"]

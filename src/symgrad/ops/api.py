@@ -288,6 +288,17 @@ def dim_value(size: Size, dtype: str = "float64") -> Tensor:
     return _op("dim")(size=size, dtype=dtype)
 
 
+def arange(size: Size) -> Tensor:
+    """0, 1, ..., size - 1 as int64 (``size`` may be symbolic)."""
+    return _op("arange")(size=size)
+
+
+def eye(n: Size, dtype: str = "float32") -> Tensor:
+    """The n x n identity matrix (``n`` may be symbolic)."""
+    return one_hot(arange(n), n, dtype) if isinstance(n, int) else cast(
+        equal(reshape(arange(n), (n, 1)), reshape(arange(n), (1, n))), dtype)
+
+
 def full(shape: Shape, value: Any, dtype: str = "float32") -> Tensor:
     """A tensor of ``shape`` filled with ``value`` (a broadcast scalar constant)."""
     return broadcast_to(constant(np.asarray(value, dtype=dtype)), tuple(shape))

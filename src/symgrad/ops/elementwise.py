@@ -73,6 +73,22 @@ register(
 )
 
 
+def _arange_infer(inputs: tuple[Tensor, ...], attrs: dict[str, Any]) -> Info:
+    return Info((attrs["size"],), "int64")
+
+
+register(
+    Op(
+        "arange",
+        "source",
+        _arange_infer,
+        None,
+        nondiff="integer result",
+        doc="0, 1, ..., size - 1 as int64 (size may be symbolic).",
+    )
+)
+
+
 # -- cast -------------------------------------------------------------------------------
 def _cast_infer(inputs: tuple[Tensor, ...], attrs: dict[str, Any]) -> Info:
     return Info(inputs[0].shape, attrs["dtype"])

@@ -45,3 +45,17 @@ def _jvp_infer(inputs: tuple[Tensor, ...], attrs: dict[str, Any]) -> Info:
 register(Op("jvp", "transform", _jvp_infer, None,
             doc="jvp(y, x, v): the directional derivative (dy/dx) v, expanded by the autodiff "
             "pass in forward mode."))
+
+
+def _jacobian_infer(inputs: tuple[Tensor, ...], attrs: dict[str, Any]) -> Info:
+    y, x = inputs
+    if x.dtype not in FLOATS or y.dtype not in FLOATS:
+        raise op_error(DTypeError, "jacobian", f"needs float tensors, got {y.dtype} and {x.dtype}")
+    if attrs["mode"] not in ("rev", "fwd"):
+        raise op_error(ShapeError, "jacobian", f"mode must be 'rev' or 'fwd', got {attrs['mode']!r}")
+    return Info((*y.shape, *x.shape), y.dtype)
+
+
+register(Op("jacobian", "transform", _jacobian_infer, None,
+            doc="jacobian(y, x): dy/dx of shape y.shape + x.shape, expanded by the autodiff "
+            "pass as one batched vjp (mode='rev') or jvp (mode='fwd') over the basis seeds."))

@@ -16,7 +16,11 @@ import symgrad.ops.api as F
 from symgrad.errors import GradientError
 from symgrad.ir.dtypes import FLOATS
 from symgrad.ir.graph import toposort
-from symgrad.ir.tensor import Tensor
+from symgrad.ir import shape as S
+from symgrad.ir.shape import Size
+from symgrad.ir.tensor import Tensor, placeholder
+from symgrad.ops.base import OPS
+from symgrad.passes.batching import vectorize
 from symgrad.passes.rewrite import rebuild
 
 
@@ -72,9 +76,37 @@ def forward(x: Tensor, v: Tensor, y: Tensor) -> Tensor:
     return out if out is not None else F.zeros_like(y, y.dtype if y.dtype in FLOATS else x.dtype)
 
 
+def _basis(shape: tuple[Size, ...], dtype: str) -> tuple[Tensor, Size]:
+    """The standard basis of a tensor space, stacked: shape (n, *shape) with n = prod(shape)."""
+    n = S.prod(shape)
+    return F.reshape(F.eye(n, dtype), (n, *shape)), n
+
+
+def _seed(like: Tensor, tag: str) -> Tensor:
+    """A stand-in for a seed that the batching transform replaces (never compiled)."""
+    return placeholder(f"__{tag}_seed_{like.serial}", like.shape, like.dtype)
+
+
+def jacobian(y: Tensor, x: Tensor, mode: str) -> Tensor:
+    """dy/dx (shape y.shape + x.shape) from ONE batched vjp or jvp over basis seeds."""
+    if mode == "rev":
+        u = _seed(y, "rev")
+        (g,) = expand([OPS["grad"](y, x, u)])
+        eye, n = _basis(y.shape, y.dtype)
+        (gb,) = vectorize([g], {id(u): eye}, n)
+        return F.reshape(F.cast(gb, y.dtype), (*y.shape, *x.shape))
+    v = _seed(x, "fwd")
+    t = forward(x, v, y)
+    eye, n = _basis(x.shape, x.dtype)
+    (tb,) = vectorize([t], {id(v): eye}, n)
+    tb = F.reshape(F.cast(tb, y.dtype), (*x.shape, *y.shape))
+    perm = (*range(x.ndim, x.ndim + y.ndim), *range(x.ndim))
+    return F.transpose(tb, perm)
+
+
 @dataclass(frozen=True)
 class Autodiff:
-    """Expand every derivative request (``grad``, ``jvp``) into ordinary nodes."""
+    """Expand every derivative request (``grad``, ``jvp``, ``jacobian``) into ordinary nodes."""
 
     name: str = "autodiff"
 
@@ -97,6 +129,9 @@ def expand(outputs: Sequence[Tensor]) -> list[Tensor]:
         elif node.op.name == "jvp":
             y, x, v = inputs
             out = forward(x, v, y)
+        elif node.op.name == "jacobian":
+            y, x = inputs
+            out = jacobian(y, x, node.attr("mode"))
         else:
             out = rebuild(node, inputs)
         new[id(node)] = out

@@ -120,6 +120,8 @@ def emit(program: Program, fn_name: str = "symgrad_fn") -> NumpyFunction:
             raise ValueError(f"placeholder {node.name!r} is not among the inputs")
         if op == "dim":
             expr = f"np.{node.dtype}({size_expr(node.attr('size'), sizes)})"
+        elif op == "arange":
+            expr = f"np.arange({size_expr(node.attr('size'), sizes)}, dtype=np.int64)"
         else:
             attrs = dict(node.attrs)
             template = node.op.numpy_expr
