@@ -113,7 +113,6 @@ from symgrad.ops.api import (
     zeros,
     zeros_like,
 )
-from symgrad import _methods  # noqa: F401  (operators and methods on Tensor)
 from symgrad import nn  # noqa: E402
 from symgrad.inspect import explain_grad, latex, pretty, render, to_dot, to_sympy  # noqa: E402
 

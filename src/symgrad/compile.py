@@ -53,7 +53,7 @@ class Function:
         check_nan: bool,
     ) -> None:
         self._inputs = inputs
-        self.inputs = [t.name for t in inputs]
+        self.inputs = [t.label for t in inputs]
         self._index = {name: i for i, name in enumerate(self.inputs)}
         self.graph = outputs
         self._single = single
@@ -65,7 +65,7 @@ class Function:
         self._checks = checks
         self._check_nan = check_nan
         self._specs = [
-            (t.name, DTYPES[t.dtype], t.shape, [
+            (t.label, DTYPES[t.dtype], t.shape, [
                 (axis, s) for axis, s in enumerate(t.shape)
             ]) for t in inputs
         ]
@@ -121,7 +121,7 @@ class Function:
                         raise InputError(f"input {name!r}: axis {axis} has size {got}, but size "
                                          f"{sym!r} is already {prev} from an earlier input")
             arrays.append(arr)
-        for v, (name, _, shape, dims) in zip(arrays, self._specs):
+        for v, (name, _, _shape, dims) in zip(arrays, self._specs):
             for axis, s in dims:
                 if isinstance(s, Dim) and not s.is_symbol() and S.evaluate(s, env) != v.shape[axis]:
                     raise InputError(f"input {name!r}: axis {axis} has size {v.shape[axis]}, "
@@ -214,7 +214,7 @@ def compile(  # noqa: A001 - the public name promised by the API
     if inputs is None:
         ins = found
     else:
-        by_name = {t.name: t for t in found}
+        by_name = {t.label: t for t in found}
         ins = []
         for item in inputs:
             if isinstance(item, str):
@@ -225,11 +225,11 @@ def compile(  # noqa: A001 - the public name promised by the API
             if not isinstance(item, Tensor) or item.op.name != "placeholder":
                 raise TypeError(f"inputs must be placeholders, got {item!r}")
             ins.append(item)
-        unused = [t.name for t in found if all(t is not i for i in ins)]
+        unused = [t.label for t in found if all(t is not i for i in ins)]
         if unused:
             raise InputError(f"the outputs depend on placeholder{'s' if len(unused) > 1 else ''} "
                              f"{', '.join(map(repr, unused))} missing from inputs")
-    names = [t.name for t in ins]
+    names = [t.label for t in ins]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise InputError(f"two different placeholders are named {', '.join(map(repr, dup))}")

@@ -46,7 +46,7 @@ def grad(
     if not isinstance(y, Tensor):
         raise TypeError(f"grad: y must be a symbolic tensor, got {type(y).__name__}")
     single = isinstance(wrt, Tensor)
-    wrts = [wrt] if single else list(wrt)  # type: ignore[list-item]
+    wrts: list[Tensor] = [wrt] if isinstance(wrt, Tensor) else list(wrt)
     if any(not isinstance(w, Tensor) for w in wrts):
         raise TypeError("grad: wrt must be a tensor or a list of tensors")
     if y.dtype not in FLOATS:

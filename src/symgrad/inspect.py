@@ -35,7 +35,7 @@ def readable_pipeline() -> str:
 
 def _prepare(outputs: Tensor | Sequence[Tensor], pipeline: str | None) -> tuple[list[Tensor], bool]:
     single = isinstance(outputs, Tensor)
-    outs = [outputs] if single else list(outputs)  # type: ignore[list-item]
+    outs: list[Tensor] = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     outs, _ = run_pipeline(outs, pipeline if pipeline is not None else readable_pipeline())
     return outs, single
 
@@ -374,7 +374,7 @@ def render(outputs: Tensor | Sequence[Tensor], path: str, pipeline: str | None =
     outs, forward = _classify(outputs, pipeline)
     order = toposort(outs)
     g = nx.DiGraph()
-    for k, n in enumerate(order):
+    for k in range(len(order)):
         g.add_node(k, layer=0)
     index = {id(n): k for k, n in enumerate(order)}
     for n in order:

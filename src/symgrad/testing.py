@@ -82,7 +82,7 @@ def check_grad(
     wscalar, wins = wide[0], wide[1:]
     wfloat = [w for w, t in zip(wins, ins) if t.dtype in ("float32", "float64")]
     f64 = compile([wscalar, *grad(wscalar, wfloat)], wins, backend=backend, pipeline=pipeline)
-    vals = [np.asarray(values[t.name], dtype=np.float64 if t.dtype in ("float32", "float64")
+    vals = [np.asarray(values[t.label], dtype=np.float64 if t.dtype in ("float32", "float64")
                        else t.dtype) for t in ins]
     base = f64(*vals)
     grads64 = base[1:]
@@ -97,21 +97,21 @@ def check_grad(
         fd = (f64(*plus)[0] - f64(*minus)[0]) / (2 * eps)
         sym = float(np.sum(grads64[k] * direction))
         tol = (rtol or 1e-5) * max(1.0, abs(fd), abs(sym)) + atol
-        assert np.isfinite(sym), f"gradient for {t.name!r} is not finite: {grads64[k]}"
+        assert np.isfinite(sym), f"gradient for {t.label!r} is not finite: {grads64[k]}"
         assert abs(fd - sym) <= tol, (
-            f"gradient for {t.name!r}: finite differences give {fd!r}, symbolic {sym!r} "
+            f"gradient for {t.label!r}: finite differences give {fd!r}, symbolic {sym!r} "
             f"(difference {abs(fd - sym):.3g}, tolerance {tol:.3g})"
         )
 
     if any(t.dtype == "float32" for t in float_ins):
         native = compile([scalar, *grad(scalar, float_ins)], ins, backend=backend, pipeline=pipeline)
-        got = native(*[np.asarray(values[t.name]).astype(t.dtype) for t in ins])[1:]
+        got = native(*[np.asarray(values[t.label]).astype(t.dtype) for t in ins])[1:]
         for t, g32, g64 in zip(float_ins, got, grads64):
             r = rtol or GRAD_RTOL[t.dtype]
             scale = max(1.0, float(np.max(np.abs(g64))) if g64.size else 1.0)
             err = float(np.max(np.abs(g32 - g64))) if g64.size else 0.0
             assert err <= r * scale, (
-                f"{t.dtype} gradient for {t.name!r} differs from float64 by {err:.3g} "
+                f"{t.dtype} gradient for {t.label!r} differs from float64 by {err:.3g} "
                 f"(tolerance {r * scale:.3g})"
             )
 

@@ -8,11 +8,11 @@ backends, in :mod:`symgrad.compile`.
 
 from __future__ import annotations
 
+import builtins
 import keyword
 import re
-import builtins
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Protocol
 

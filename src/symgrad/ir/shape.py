@@ -103,7 +103,7 @@ class Dim:
     __rmul__ = __mul__
 
 
-Size = Union[int, Dim]
+Size = int | Dim
 Shape = tuple[Size, ...]
 
 

@@ -81,6 +81,7 @@ class Tensor:
     serial: int
     loc: str
     checks: tuple[tuple[str, Size, Size, str], ...]
+    _attr_dict: dict[str, Any] | None
 
     def __init__(self) -> None:  # pragma: no cover - use Tensor.make
         raise TypeError("tensors are built by ops; use sg.placeholder, sg.constant or an op")
@@ -112,6 +113,11 @@ class Tensor:
         if d is None:
             d = self._attr_dict = dict(self.attrs)
         return d.get(key, default)
+
+    @property
+    def label(self) -> str:
+        """The user's name for a placeholder, else the op's name (for messages)."""
+        return self.name or self.op.name
 
     @property
     def ndim(self) -> int:
@@ -149,6 +155,142 @@ class Tensor:
             raise TypeError("len() needs a leading dimension of static size")
         return self.shape[0]
 
+    # -- operators and NumPy-style methods (the functions live in symgrad.ops.api) ----------
+    def __add__(self, other: Any) -> Tensor:
+        return _F().add(self, other)
+
+    def __radd__(self, other: Any) -> Tensor:
+        return _F().add(other, self)
+
+    def __sub__(self, other: Any) -> Tensor:
+        return _F().sub(self, other)
+
+    def __rsub__(self, other: Any) -> Tensor:
+        return _F().sub(other, self)
+
+    def __mul__(self, other: Any) -> Tensor:
+        return _F().mul(self, other)
+
+    def __rmul__(self, other: Any) -> Tensor:
+        return _F().mul(other, self)
+
+    def __truediv__(self, other: Any) -> Tensor:
+        return _F().div(self, other)
+
+    def __rtruediv__(self, other: Any) -> Tensor:
+        return _F().div(other, self)
+
+    def __pow__(self, other: Any) -> Tensor:
+        return _F().pow(self, other)
+
+    def __rpow__(self, other: Any) -> Tensor:
+        return _F().pow(other, self)
+
+    def __matmul__(self, other: Any) -> Tensor:
+        return _F().matmul(self, other)
+
+    def __rmatmul__(self, other: Any) -> Tensor:
+        return _F().matmul(other, self)
+
+    def __neg__(self) -> Tensor:
+        return _F().neg(self)
+
+    def __pos__(self) -> Tensor:
+        return self
+
+    def __abs__(self) -> Tensor:
+        return _F().abs(self)
+
+    def __lt__(self, other: Any) -> Tensor:
+        return _F().less(self, other)
+
+    def __le__(self, other: Any) -> Tensor:
+        return _F().less_equal(self, other)
+
+    def __gt__(self, other: Any) -> Tensor:
+        return _F().greater(self, other)
+
+    def __ge__(self, other: Any) -> Tensor:
+        return _F().greater_equal(self, other)
+
+    def __and__(self, other: Any) -> Tensor:
+        return _F().logical_and(self, other)
+
+    def __or__(self, other: Any) -> Tensor:
+        return _F().logical_or(self, other)
+
+    def __invert__(self) -> Tensor:
+        return _F().logical_not(self)
+
+    def __getitem__(self, key: Any) -> Tensor:
+        return _F().getitem(self, key)
+
+    @property
+    def T(self) -> Tensor:  # noqa: N802 - NumPy's name
+        return _F().transpose(self)
+
+    @property
+    def mT(self) -> Tensor:  # noqa: N802 - NumPy's name
+        return _F().swapaxes(self, -1, -2)
+
+    def reshape(self, *shape: Any) -> Tensor:
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return _F().reshape(self, shape)
+
+    def transpose(self, *axes: Any) -> Tensor:
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        return _F().transpose(self, axes or None)
+
+    def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return _F().sum(self, axis, keepdims)
+
+    def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return _F().mean(self, axis, keepdims)
+
+    def max(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return _F().max(self, axis, keepdims)
+
+    def min(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return _F().min(self, axis, keepdims)
+
+    def prod(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return _F().prod(self, axis, keepdims)
+
+    def var(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return _F().var(self, axis, keepdims)
+
+    def std(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return _F().std(self, axis, keepdims)
+
+    def argmax(self, axis: int | None = None, keepdims: bool = False) -> Tensor:
+        return _F().argmax(self, axis, keepdims)
+
+    def argmin(self, axis: int | None = None, keepdims: bool = False) -> Tensor:
+        return _F().argmin(self, axis, keepdims)
+
+    def astype(self, dtype: Any) -> Tensor:
+        return _F().cast(self, dtype)
+
+    def flatten(self) -> Tensor:
+        return _F().reshape(self, (-1,))
+
+    def ravel(self) -> Tensor:
+        return _F().reshape(self, (-1,))
+
+    def squeeze(self, axis: Any = None) -> Tensor:
+        return _F().squeeze(self, axis)
+
+    def swapaxes(self, a: int, b: int) -> Tensor:
+        return _F().swapaxes(self, a, b)
+
+    def dot(self, other: Any) -> Tensor:
+        return _F().dot(self, other)
+
+    def clip(self, lo: Any = None, hi: Any = None) -> Tensor:
+        return _F().clip(self, lo, hi)
+
     def __hash__(self) -> int:
         return id(self)
 
@@ -159,7 +301,21 @@ class Tensor:
         return self is not other
 
 
-def placeholder(name: str, shape: tuple[int | str | None, ...] = (), dtype: Any = "float32") -> Tensor:
+_api: Any = None
+
+
+def _F() -> Any:
+    global _api
+    if _api is None:
+        from symgrad.ops import api
+
+        _api = api
+    return _api
+
+
+def placeholder(
+    name: str, shape: tuple[int | str | Dim | None, ...] = (), dtype: Any = "float32"
+) -> Tensor:
     """A named input, given when the compiled function is called.
 
     ``None`` in ``shape`` is a size known only at call time (one per placeholder axis);

@@ -3,9 +3,14 @@
 ``python -m symgrad.ops`` (or ``symgrad ops``) prints the op x rule table.
 """
 
-from symgrad.ops import api, elementwise, tensor_ops, transforms  # noqa: F401  (registration)
-from symgrad.ops import nn_ops  # noqa: F401  (registration)
-from symgrad.ops import random_ops  # noqa: F401  (registration)
+from symgrad.ops import (  # noqa: F401  (registration)
+    api,
+    elementwise,
+    nn_ops,  # noqa: F401  (registration)
+    random_ops,  # noqa: F401  (registration)
+    tensor_ops,
+    transforms,
+)
 from symgrad.ops.base import OPS, Info, Op, register, table
 
 __all__ = ["OPS", "Info", "Op", "register", "table"]

@@ -653,9 +653,8 @@ def _norm_slice(op: str, s: slice, n: Size) -> tuple[tuple[Size, Size, int], Siz
     if step == 0:
         raise op_error(ShapeError, op, "slice step cannot be zero")
     if isinstance(n, int):
-        start, stop, step = s.indices(n)
-        length = len(range(start, stop, step))
-        return (start, stop, step), length, []
+        lo, hi, st = s.indices(n)
+        return (lo, hi, st), len(range(lo, hi, st)), []
     if step < 0:
         raise op_error(ShapeError, op, f"a negative step on an axis of symbolic size {n}")
     checks: list[Any] = []
@@ -669,8 +668,8 @@ def _norm_slice(op: str, s: slice, n: Size) -> tuple[tuple[Size, Size, int], Siz
         checks.append(("<=", -v, n, f"{op}: slice bound {v} needs size >= {-v}"))
         return S.add(n, int(v))
 
-    start = bound(s.start, 0)
-    stop = bound(s.stop, n)
+    start: Size = bound(s.start, 0)
+    stop: Size = bound(s.stop, n)
     length = S.floordiv(S.add(S.sub(stop, start), step - 1), step)
     return (start, stop, step), length, checks
 

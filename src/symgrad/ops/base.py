@@ -40,7 +40,7 @@ class Info:
 
 
 Pullback = Callable[["Tensor", "Tensor"], Sequence["Tensor | None"]]
-Pushforward = Callable[["Tensor", Sequence["Tensor | None"]], "Tensor | None"]
+Pushforward = Callable[..., "Tensor | None"]
 
 
 @dataclass(eq=False)

@@ -273,6 +273,8 @@ elementwise(
     "max(x, 0). d/dx = 1 for x > 0, else 0 (0 at x = 0).",
     accepts=NUMERIC, numpy_expr="np.maximum({0}, 0)",
 )
+_fn: Any
+_sym: Any
 for _name, _fn, _sym in (("floor", np.floor, sp.floor), ("ceil", np.ceil, sp.ceiling),
                          ("round", np.round, None)):
     elementwise(

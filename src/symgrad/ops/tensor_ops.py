@@ -183,7 +183,10 @@ def _np_softmax(x: np.ndarray, *, axis: int) -> np.ndarray:
 
 
 def _np_log_softmax(x: np.ndarray, *, axis: int) -> np.ndarray:
-    return np.asarray(x - _np_logsumexp(x, axes=(axis,), keepdims=True), dtype=x.dtype)
+    # (x - m) - log(sum(exp(x - m))): x - m is exact, so large logits keep full precision
+    m = np.max(x, axis=axis, keepdims=True) if x.size else np.zeros((), x.dtype)
+    s = x - np.where(np.isfinite(m), m, 0)
+    return np.asarray(s - np.log(np.sum(np.exp(s), axis=axis, keepdims=True)), dtype=x.dtype)
 
 
 def _softmax_pullback(node: Tensor, g: Tensor) -> list[Tensor | None]:
@@ -325,7 +328,7 @@ def _slice_infer(inputs: tuple[Tensor, ...], attrs: dict[str, Any]) -> Info:
     if len(index) != x.ndim:
         raise op_error(ShapeError, "slice", f"index of rank {len(index)} for rank {x.ndim}",
                        shape_str(x.shape))
-    shape = []
+    shape: list[Size] = []
     for start, stop, step in index:
         if isinstance(start, int) and isinstance(stop, int):
             shape.append(len(range(start, stop, step)) if step < 0 or stop >= start else 0)
@@ -443,7 +446,8 @@ def _np_take_grad(g: np.ndarray, idx: np.ndarray, *, axis: int, size: int) -> np
     flat_idx = idx.reshape(-1) % max(size, 1)
     g3 = g.reshape(int(np.prod(pre)), flat_idx.size, int(np.prod(post)))
     o3 = out.reshape(int(np.prod(pre)), size, int(np.prod(post)))
-    np.add.at(o3, (slice(None), flat_idx, slice(None)), g3)
+    where: Any = (slice(None), flat_idx, slice(None))
+    np.add.at(o3, where, g3)
     return out
 
 

@@ -13,8 +13,8 @@ from symgrad.passes.manager import (
     run_pipeline,
 )
 
-for _cls in (Autodiff, DCE):
-    register_pass(_cls)
+register_pass(Autodiff)
+register_pass(DCE)
 
 DEFAULT_PIPELINE = "autodiff,dce"
 

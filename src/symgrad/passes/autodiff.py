@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import symgrad.ops.api as F
 from symgrad.errors import GradientError
+from symgrad.ir import shape as S
 from symgrad.ir.dtypes import FLOATS
 from symgrad.ir.graph import toposort
-from symgrad.ir import shape as S
 from symgrad.ir.shape import Size
 from symgrad.ir.tensor import Tensor, placeholder
 from symgrad.ops.base import OPS

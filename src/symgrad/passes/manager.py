@@ -24,7 +24,8 @@ from symgrad.ir.tensor import Tensor
 
 
 class Pass(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def run(self, outputs: Sequence[Tensor]) -> list[Tensor]: ...
 
@@ -116,7 +117,7 @@ def pipeline_text(passes: Sequence[Pass]) -> str:
     """Print passes back as pipeline text (options that differ from defaults only)."""
     items = []
     for p in passes:
-        opts = []
+        opts: list[str] = []
         if dataclasses.is_dataclass(p):
             for f in dataclasses.fields(p):
                 if f.name == "name":
