@@ -152,6 +152,8 @@ def normalize_axes(op: str, axis: Any, ndim: int, shape: Shape | None = None) ->
 # -- the op x rule table -------------------------------------------------------------------
 def table() -> str:
     """The op x rule matrix: which rules each registered op declares."""
+    from symgrad.passes.batching import rule_for
+
     cols = ["kind", "reference", "pullback", "pushforward", "batch", "scalar"]
     rows = []
     for name in sorted(OPS):
@@ -161,7 +163,7 @@ def table() -> str:
             "yes" if op.reference else "-",
             "yes" if op.pullback else ("zero" if op.nondiff else "-"),
             "yes" if op.pushforward else ("zero" if op.nondiff else "-"),
-            "yes" if "batch" in op.extra else "-",
+            "yes" if op.kind != "source" and rule_for(name) is not None else "-",
             "yes" if op.scalar else "-",
         ]
         rows.append([name, *cells])

@@ -98,6 +98,16 @@ def _sum_pushforward(node: Tensor, t: list[Tensor | None]) -> Tensor | None:
     return F.sum(t[0], node.attr("axes"), node.attr("keepdims"))
 
 
+def _reduction_pushforward(node: Tensor, t: list[Tensor | None]) -> Tensor | None:
+    """Forward mode for a reduction y_j = f(x_j,:): dy_j = sum_i dy_j/dx_ji t_ji, where the
+    partials are the pullback of a ones cotangent."""
+    if t[0] is None or node.op.pullback is None:
+        return None
+    (partials,) = node.op.pullback(node, F.ones_like(node))
+    assert partials is not None
+    return F.sum(F.mul(t[0], partials), node.attr("axes"), node.attr("keepdims"))
+
+
 def _np_reduce(fn: Any) -> Any:
     def ref(x: np.ndarray, *, axes: tuple[int, ...], keepdims: bool) -> np.ndarray:
         return np.asarray(fn(x, axis=axes, keepdims=keepdims))
@@ -133,15 +143,15 @@ register(Op("sum", "reduction", _reduction_infer("sum", "sum"), _np_sum,
             doc="Sum over ``axes``. d/dx = 1 (the cotangent is broadcast back).",
             numpy_expr="np.sum({0}, axis={axes}, keepdims={keepdims})"))
 register(Op("max", "reduction", _reduction_infer("max", "same"), _np_reduce(np.max),
-            pullback=_extremum_pullback,
+            pullback=_extremum_pullback, pushforward=_reduction_pushforward,
             doc="Max over ``axes``. The cotangent is shared evenly among tied maxima.",
             numpy_expr="np.max({0}, axis={axes}, keepdims={keepdims})"))
 register(Op("min", "reduction", _reduction_infer("min", "same"), _np_reduce(np.min),
-            pullback=_extremum_pullback,
+            pullback=_extremum_pullback, pushforward=_reduction_pushforward,
             doc="Min over ``axes``. The cotangent is shared evenly among tied minima.",
             numpy_expr="np.min({0}, axis={axes}, keepdims={keepdims})"))
-register(Op("prod", "reduction", _reduction_infer("prod", "same"), _np_reduce(np.prod),
-            pullback=_prod_pullback,
+register(Op("prod", "reduction", _reduction_infer("prod", "sum"), _np_reduce(np.prod),
+            pullback=_prod_pullback, pushforward=_reduction_pushforward,
             doc="Product over ``axes``. d/dx_i = prod of the others, exact at zeros "
             "(one zero: only it gets a nonzero gradient; two or more: all zero).",
             numpy_expr="np.prod({0}, axis={axes}, keepdims={keepdims})"))
@@ -158,7 +168,7 @@ def _lse_pullback(node: Tensor, g: Tensor) -> list[Tensor | None]:
 
 
 register(Op("logsumexp", "reduction", _reduction_infer("logsumexp", "float"), _np_logsumexp,
-            pullback=_lse_pullback,
+            pullback=_lse_pullback, pushforward=_reduction_pushforward,
             doc="log(sum(exp(x))) over ``axes``, shifted by the max so it cannot overflow. "
             "d/dx = softmax(x)."))
 
@@ -206,6 +216,8 @@ register(Op("softmax", "reduction", _axis_infer("softmax"), _np_softmax,
             "Pullback: s * (g - sum(g * s))."))
 register(Op("log_softmax", "reduction", _axis_infer("log_softmax"), _np_log_softmax,
             pullback=_log_softmax_pullback,
+            pushforward=lambda n, t: None if t[0] is None else F.sub(
+                t[0], F.sum(F.mul(t[0], F.exp(n)), n.attr("axis"), keepdims=True)),
             doc="x - logsumexp(x) along ``axis``. Pullback: g - softmax(x) * sum(g)."))
 
 
