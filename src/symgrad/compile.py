@@ -69,6 +69,7 @@ class Function:
                 (axis, s) for axis, s in enumerate(t.shape)
             ]) for t in inputs
         ]
+        self._fast = None if check_nan else _fast_binder(inputs, checks)
 
     @property
     def graph_text(self) -> str:
@@ -134,15 +135,83 @@ class Function:
         return arrays, env
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        arrays, _ = self.bind(args, kwargs)
+        arrays = self._fast(args, kwargs) if self._fast is not None else None
+        if arrays is None:
+            arrays, _ = self.bind(args, kwargs)
         outs = self._impl(*arrays)
         result = tuple(_own(o, arrays) for o in outs)
         return result[0] if self._single else result
 
 
+def _fast_binder(inputs: list[Tensor], checks: list[tuple[str, Size, Size, str, str]]) -> Any:
+    """Generate a checker for the common call: arrays of exactly the declared dtypes and
+    sizes. It returns the arrays, or None whenever anything differs, and the thorough
+    ``Function.bind`` then converts or raises with a precise message. It accepts nothing
+    that ``bind`` would reject. No user text enters the source: names are passed in the
+    namespace and variables are numbered."""
+    from symgrad.backends.base import size_expr
+
+    n = len(inputs)
+    ns: dict[str, Any] = {"_nd": np.ndarray, "_asarray": np.asarray}
+    lines = ["def _fast(args, kwargs):", "    if kwargs:",
+             f"        if args or len(kwargs) != {n}:", "            return None"]
+    for i, t in enumerate(inputs):
+        ns[f"_n{i}"] = t.label
+        lines.append(f"        v{i} = kwargs.get(_n{i})")
+        lines.append(f"        if v{i} is None:")
+        lines.append("            return None")
+    lines += ["    else:", f"        if len(args) != {n}:", "            return None"]
+    if n:
+        lines.append(f"        {', '.join(f'v{i}' for i in range(n))}, = args")
+    syms: dict[str, str] = {}
+    for i, t in enumerate(inputs):
+        ns[f"_dt{i}"] = DTYPES[t.dtype]
+        lines.append(f"    if type(v{i}) is not _nd:")
+        lines.append(f"        v{i} = _asarray(v{i})")
+        lines.append(f"    if v{i}.dtype is not _dt{i} or v{i}.ndim != {t.ndim}:")
+        lines.append("        return None")
+        for axis, s in enumerate(t.shape):
+            got = f"v{i}.shape[{axis}]"
+            if isinstance(s, int):
+                lines.append(f"    if {got} != {s}:")
+                lines.append("        return None")
+            elif s.is_symbol():
+                sym = s.terms[0][0][0]
+                assert isinstance(sym, str)
+                if sym in syms:
+                    lines.append(f"    if {got} != {syms[sym]}:")
+                    lines.append("        return None")
+                else:
+                    syms[sym] = f"z{len(syms)}"
+                    lines.append(f"    {syms[sym]} = {got}")
+    try:
+        for t_i, t in enumerate(inputs):
+            for axis, s in enumerate(t.shape):
+                if isinstance(s, Dim) and not s.is_symbol():
+                    lines.append(f"    if v{t_i}.shape[{axis}] != {size_expr(s, syms)}:")
+                    lines.append("        return None")
+        for rel, a, b, _what, _loc in checks:
+            op = "!=" if rel == "==" else ">"
+            lines.append(f"    if {size_expr(a, syms)} {op} {size_expr(b, syms)}:")
+            lines.append("        return None")
+    except KeyError:  # a size only the thorough path can evaluate
+        return None
+    lines.append(f"    return [{', '.join(f'v{i}' for i in range(n))}]")
+    exec("\n".join(lines) + "\n", ns)  # no user text in the source: see the docstring
+    return ns["_fast"]
+
+
 def _own(value: Any, inputs: list[np.ndarray]) -> np.ndarray:
+    """The output as a fresh, writable array that shares no memory with an input."""
+    if type(value) is np.ndarray and value.base is None and value.flags.writeable and not any(
+        value is a for a in inputs
+    ):
+        return value
     arr = np.asarray(value)
-    if not arr.flags.writeable or any(arr is a or np.shares_memory(arr, a) for a in inputs):
+    if not arr.flags.writeable or (
+        (arr.base is not None or any(arr is a for a in inputs))
+        and any(np.may_share_memory(arr, a) for a in inputs)
+    ):
         arr = np.array(arr, copy=True)
     return arr
 
