@@ -134,12 +134,18 @@ class Function:
                                  f"(op built at {loc})")
         return arrays, env
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:  # "/": an input may be named self
         arrays = self._fast(args, kwargs) if self._fast is not None else None
         if arrays is None:
             arrays, _ = self.bind(args, kwargs)
         outs = self._impl(*arrays)
-        result = tuple(_own(o, arrays) for o in outs)
+        if len(outs) == 1:
+            result: tuple[np.ndarray, ...] = (_own(outs[0], arrays),)
+        else:  # outputs must not share memory with the inputs nor with each other
+            seen = list(arrays)
+            for o in outs:
+                seen.append(_own(o, seen))
+            result = tuple(seen[len(arrays):])
         return result[0] if self._single else result
 
 
@@ -235,7 +241,7 @@ def _convert(name: str, value: Any, dtype: np.dtype[Any], check_nan: bool) -> np
     return arr
 
 
-def _size_sources(inputs: list[Tensor], outputs: list[Tensor]) -> dict[str, tuple[int, int]]:
+def _size_sources(inputs: list[Tensor], nodes: list[Tensor]) -> dict[str, tuple[int, int]]:
     sources: dict[str, tuple[int, int]] = {}
     for pos, t in enumerate(inputs):
         for axis, s in enumerate(t.shape):
@@ -244,7 +250,7 @@ def _size_sources(inputs: list[Tensor], outputs: list[Tensor]) -> dict[str, tupl
                 assert isinstance(sym, str)
                 sources.setdefault(sym, (pos, axis))
     needed: set[str] = set()
-    for n in toposort(outputs):
+    for n in nodes:
         for s in n.shape:
             if isinstance(s, Dim):
                 needed |= s.symbols
@@ -306,11 +312,12 @@ def compile(  # noqa: A001 - the public name promised by the API
     pm = PassManager(parse_pipeline(pipeline if pipeline is not None else DEFAULT_PIPELINE),
                      verify_each=verify_each, print_changed=print_changed, dump_dir=dump_dir)
     optimized = pm.run(outs)
-    program = Program(ins, optimized, _size_sources(ins, optimized))
+    nodes = toposort(optimized)
+    program = Program(ins, optimized, _size_sources(ins, nodes), nodes)
     impl = get_backend(backend).build(program)
     checks = []
     seen: set[tuple[Any, ...]] = set()
-    for node in toposort(optimized):
+    for node in nodes:
         for rel, a, b, what in node.checks:
             key = (rel, a, b)
             if key not in seen:

@@ -8,18 +8,29 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
+_inside: dict[str, bool] = {}
+
+
+def _is_ours(filename: str) -> bool:
+    ours = _inside.get(filename)
+    if ours is None:
+        ours = _inside[filename] = os.path.abspath(filename).startswith(_PKG_DIR + os.sep)
+    return ours
+
+
 def user_location() -> str:
     """Return ``file:line`` of the innermost frame outside the symgrad package."""
-    frame = sys._getframe(1)
+    frame: Any = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
-        if not os.path.abspath(filename).startswith(_PKG_DIR):
+        if not _is_ours(filename):
             return f"{filename}:{frame.f_lineno}"
-        frame = frame.f_back  # type: ignore[assignment]
+        frame = frame.f_back
     return "<unknown>"
 
 

@@ -30,9 +30,14 @@ class Program:
     # symbol -> (input position, axis)
     size_sources: dict[str, tuple[int, int]]
 
+    _nodes: list[Tensor] | None = None
+
     @property
     def nodes(self) -> list[Tensor]:
-        return toposort(self.outputs)
+        """The program's nodes, inputs first (computed once)."""
+        if self._nodes is None:
+            self._nodes = toposort(self.outputs)
+        return self._nodes
 
 
 class Built(Protocol):

@@ -10,26 +10,25 @@ from symgrad.ir.tensor import Tensor
 
 
 def toposort(outputs: Iterable[Tensor]) -> list[Tensor]:
-    """Every node the outputs depend on, inputs before users (iterative, no recursion)."""
-    order: list[Tensor] = []
-    seen: set[int] = set()
-    for root in outputs:
-        if id(root) in seen:
+    """Every node the outputs depend on, inputs before users.
+
+    A node is always created after its inputs, so creation order (``serial``) is a
+    topological order: collect what is reachable, then sort by serial. Deterministic for
+    a given graph, iterative, linear apart from the sort.
+    """
+    seen: dict[int, Tensor] = {}
+    stack = [o for o in outputs]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
             continue
-        stack: list[tuple[Tensor, int]] = [(root, 0)]
-        seen.add(id(root))
-        while stack:
-            node, i = stack[-1]
-            if i < len(node.inputs):
-                stack[-1] = (node, i + 1)
-                child = node.inputs[i]
-                if id(child) not in seen:
-                    seen.add(id(child))
-                    stack.append((child, 0))
-            else:
-                stack.pop()
-                order.append(node)
-    return order
+        seen[id(node)] = node
+        stack.extend(node.inputs)
+    return sorted(seen.values(), key=_serial_of)
+
+
+def _serial_of(node: Tensor) -> int:
+    return node.serial
 
 
 def placeholders(outputs: Iterable[Tensor]) -> list[Tensor]:
@@ -54,12 +53,14 @@ def type_text(t: Tensor) -> str:
     return f"{t.dtype}[{', '.join(_size_text(s) for s in t.shape)}]"
 
 
-def _attr_text(key: str, value: object) -> str:
+def _value_text(value: object) -> str:
     if isinstance(value, tuple):
-        value = "(" + ", ".join(str(v) for v in value) + ("," if len(value) == 1 else "") + ")"
-    elif isinstance(value, str):
-        value = repr(value)
-    return f"{key}={value}"
+        return "(" + ", ".join(_value_text(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _attr_text(key: str, value: object) -> str:
+    return f"{key}={_value_text(value)}"
 
 
 def to_text(outputs: Sequence[Tensor]) -> str:

@@ -27,6 +27,24 @@ if TYPE_CHECKING:
 Attrs = tuple[tuple[str, Any], ...]
 
 _serial = itertools.count()
+_location: list[str] = []  # set while a pass builds nodes on behalf of an existing node
+
+
+class located:
+    """Nodes built inside ``with located(node.loc):`` record that source line.
+
+    Passes use it so that derived and rewritten nodes point at the user's line that
+    built the node they came from (and building them skips the frame walk).
+    """
+
+    def __init__(self, loc: str) -> None:
+        self.loc = loc
+
+    def __enter__(self) -> None:
+        _location.append(self.loc)
+
+    def __exit__(self, *exc: object) -> None:
+        _location.pop()
 _table: weakref.WeakValueDictionary[tuple[Any, ...], Tensor] = weakref.WeakValueDictionary()
 
 
@@ -102,7 +120,7 @@ class Tensor:
         node.dtype = info.dtype
         node.checks = info.checks
         node.serial = next(_serial)
-        node.loc = user_location()
+        node.loc = _location[-1] if _location else user_location()
         node._attr_dict = None
         _table[key] = node
         return node

@@ -59,8 +59,27 @@ def cast(x: TensorLike, dtype: Any) -> Tensor:
 astype = cast
 
 
+_promoted: dict[tuple[Any, ...], str] = {}
+
+
 def _operands(*xs: TensorLike) -> list[Tensor]:
     """Promote operands to one dtype: tensors by NumPy's rules, Python scalars weakly."""
+    if len(xs) == 2:
+        a, b = xs
+        if isinstance(a, Tensor) and isinstance(b, Tensor) and a.dtype == b.dtype:
+            return [a, b]
+        key = tuple(x.dtype if isinstance(x, Tensor) else type(x) for x in xs)
+        dtype = _promoted.get(key)
+        if dtype is not None and all(isinstance(x, (Tensor, float, int, bool)) for x in xs):
+            return [as_tensor(x, dtype) for x in xs]
+        out = _operands_slow(*xs)
+        if all(isinstance(x, (Tensor, float, int, bool)) for x in xs):
+            _promoted[key] = out[0].dtype
+        return out
+    return _operands_slow(*xs)
+
+
+def _operands_slow(*xs: TensorLike) -> list[Tensor]:
     keys = [x.dtype if isinstance(x, Tensor) else x for x in xs]
     if not any(isinstance(x, Tensor) for x in xs):
         keys = [np.asarray(x).dtype.name for x in xs]
@@ -118,7 +137,7 @@ def pow(a: TensorLike, b: TensorLike) -> Tensor:  # noqa: A001 - NumPy's name
         if b == 2:
             return mul(a, a)
     ta, tb = _operands(a, b)
-    dtype = float_of(ta.dtype) if ta.dtype not in FLOATS else ta.dtype
+    dtype = "float64" if ta.dtype == "bool" else ta.dtype  # int ** int stays int, as in NumPy
     return _op("pow")(cast(ta, dtype), cast(tb, dtype))
 
 
@@ -243,16 +262,23 @@ def softplus(x: TensorLike) -> Tensor:
     return _float_unary("softplus", x)
 
 
+def _rounding(name: str, x: TensorLike) -> Tensor:
+    t = as_tensor(x)
+    if t.dtype in ("int32", "int64"):
+        return t  # NumPy 2 keeps integers: rounding them is the identity
+    return _float_unary(name, t)
+
+
 def floor(x: TensorLike) -> Tensor:
-    return _float_unary("floor", x)
+    return _rounding("floor", x)
 
 
 def ceil(x: TensorLike) -> Tensor:
-    return _float_unary("ceil", x)
+    return _rounding("ceil", x)
 
 
 def round(x: TensorLike) -> Tensor:  # noqa: A001 - NumPy's name
-    return _float_unary("round", x)
+    return _rounding("round", x)
 
 
 def abs(x: TensorLike) -> Tensor:  # noqa: A001 - NumPy's name
@@ -454,7 +480,10 @@ def reshape(x: TensorLike, shape: Any) -> Tensor:
 def transpose(x: TensorLike, axes: Sequence[int] | None = None) -> Tensor:
     """Permute axes (reverse them by default)."""
     t = as_tensor(x)
-    perm = tuple(range(t.ndim))[::-1] if axes is None else tuple(int(a) % builtins.max(t.ndim, 1) for a in axes)
+    if axes is None:
+        perm = tuple(range(t.ndim))[::-1]
+    else:  # negative axes count from the end; anything out of range is not a permutation
+        perm = tuple(int(a) + t.ndim if -t.ndim <= int(a) < 0 else int(a) for a in axes)
     if sorted(perm) != list(range(t.ndim)):
         raise op_error(ShapeError, "transpose", f"{tuple(axes or ())} is not a permutation",
                        shape_str(t.shape))
@@ -469,6 +498,7 @@ def permute_dims(x: TensorLike, axes: Sequence[int]) -> Tensor:
 
 def swapaxes(x: TensorLike, a: int, b: int) -> Tensor:
     t = as_tensor(x)
+    (a,), (b,) = (normalize_axes("swapaxes", v, t.ndim, t.shape) for v in (a, b))
     perm = list(range(t.ndim))
     perm[a], perm[b] = perm[b], perm[a]
     return transpose(t, perm)
@@ -476,9 +506,11 @@ def swapaxes(x: TensorLike, a: int, b: int) -> Tensor:
 
 def moveaxis(x: TensorLike, source: int, destination: int) -> Tensor:
     t = as_tensor(x)
+    (source,), (destination,) = (normalize_axes("moveaxis", v, t.ndim, t.shape)
+                                 for v in (source, destination))
     perm = list(range(t.ndim))
-    src = perm.pop(source % t.ndim)
-    perm.insert(destination % t.ndim if destination >= 0 else t.ndim + destination, src)
+    src = perm.pop(source)
+    perm.insert(destination, src)
     return transpose(t, perm)
 
 
@@ -495,7 +527,7 @@ def expand_dims(x: TensorLike, axis: int | Sequence[int]) -> Tensor:
     t = as_tensor(x)
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     ndim = t.ndim + len(axes)
-    norm = sorted(int(a) % ndim for a in axes)
+    norm = normalize_axes("expand_dims", axes, ndim, t.shape)
     shape = list(t.shape)
     for a in norm:
         shape.insert(a, 1)
@@ -542,7 +574,12 @@ def stack(xs: Sequence[TensorLike], axis: int = 0) -> Tensor:
     ts = _operands(*xs)
     if not ts:
         raise op_error(ShapeError, "stack", "needs at least one tensor")
-    ax = axis % (ts[0].ndim + 1)
+    for t in ts[1:]:
+        if t.ndim != ts[0].ndim or any(isinstance(p, int) and isinstance(q, int) and p != q
+                                       for p, q in zip(t.shape, ts[0].shape)):
+            raise op_error(ShapeError, "stack", "all operands must have the same shape",
+                           ", ".join(shape_str(u.shape) for u in ts))
+    (ax,) = normalize_axes("stack", axis, ts[0].ndim + 1, ts[0].shape)
     return concatenate([expand_dims(t, ax) for t in ts], ax)
 
 
@@ -566,6 +603,11 @@ def matmul(a: TensorLike, b: TensorLike) -> Tensor:
     ta, tb = _operands(a, b)
     if ta.ndim == 0 or tb.ndim == 0:
         raise op_error(ShapeError, "matmul", "operands must have at least one axis",
+                       f"{shape_str(ta.shape)}, {shape_str(tb.shape)}")
+    ka, kb = ta.shape[-1], tb.shape[0 if tb.ndim == 1 else -2]
+    if isinstance(ka, int) and isinstance(kb, int) and ka != kb:  # report the user's shapes
+        raise op_error(ShapeError, "matmul", f"contracted sizes differ: {ka} (last axis of a) vs "
+                       f"{kb} (axis {0 if tb.ndim == 1 else -2} of b)",
                        f"{shape_str(ta.shape)}, {shape_str(tb.shape)}")
     squeeze_a = ta.ndim == 1
     squeeze_b = tb.ndim == 1
@@ -592,6 +634,10 @@ def dot(a: TensorLike, b: TensorLike) -> Tensor:
         return mul(ta, tb)
     if tb.ndim <= 2:
         return matmul(ta, tb)
+    ka, kb = ta.shape[-1], tb.shape[-2]
+    if isinstance(ka, int) and isinstance(kb, int) and ka != kb:
+        raise op_error(ShapeError, "dot", f"contracted sizes differ: {ka} (last axis of a) vs "
+                       f"{kb} (axis -2 of b)", f"{shape_str(ta.shape)}, {shape_str(tb.shape)}")
     # a[..., k] . b[..., k, n] -> a.shape[:-1] + b.shape[:-2] + b.shape[-1:]
     bt = moveaxis(tb, -2, 0)
     rest = bt.shape[1:]
@@ -638,25 +684,27 @@ def one_hot(labels: TensorLike, depth: int, dtype: Any = "float32") -> Tensor:
     return _op("one_hot")(cast(lab, "int64"), depth=int(depth), dtype=as_dtype(dtype))
 
 
-def _norm_index(op: str, k: int, n: Size) -> tuple[Size, list[tuple[str, Size, Size, str]]]:
+def _norm_index(op: str, k: int, n: Size, shape: str | None = None
+                ) -> tuple[Size, list[tuple[str, Size, Size, str]]]:
     if isinstance(n, int):
         if not -n <= k < n:
-            raise op_error(ShapeError, op, f"index {k} is out of bounds for size {n}")
+            raise op_error(ShapeError, op, f"index {k} is out of bounds for size {n}", shape)
         return (k % n if n else 0), []
     if k >= 0:
         return k, [("<=", k + 1, n, f"{op}: index {k} needs size >= {k + 1}")]
     return S.add(n, k), [("<=", -k, n, f"{op}: index {k} needs size >= {-k}")]
 
 
-def _norm_slice(op: str, s: slice, n: Size) -> tuple[tuple[Size, Size, int], Size, list[Any]]:
+def _norm_slice(op: str, s: slice, n: Size, shape: str | None = None
+                ) -> tuple[tuple[Size, Size, int], Size, list[Any]]:
     step = 1 if s.step is None else int(s.step)
     if step == 0:
-        raise op_error(ShapeError, op, "slice step cannot be zero")
+        raise op_error(ShapeError, op, "slice step cannot be zero", shape)
     if isinstance(n, int):
         lo, hi, st = s.indices(n)
         return (lo, hi, st), len(range(lo, hi, st)), []
     if step < 0:
-        raise op_error(ShapeError, op, f"a negative step on an axis of symbolic size {n}")
+        raise op_error(ShapeError, op, f"a negative step on an axis of symbolic size {n}", shape)
     checks: list[Any] = []
 
     def bound(v: int | None, default: Size) -> Size:
@@ -717,11 +765,11 @@ def getitem(x: Tensor, key: Any) -> Tensor:
             continue
         n = x.shape[axis]
         if isinstance(k, (int, np.integer)) and not isinstance(k, bool):
-            start, ch = _norm_index("getitem", int(k), n)
+            start, ch = _norm_index("getitem", int(k), n, shape_str(x.shape))
             checks += ch
             index.append((start, S.add(start, 1), 1))
         elif isinstance(k, slice):
-            triple, length, ch = _norm_slice("getitem", k, n)
+            triple, length, ch = _norm_slice("getitem", k, n, shape_str(x.shape))
             checks += ch
             index.append(triple)
             out_shape.append(length)

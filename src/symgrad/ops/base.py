@@ -105,6 +105,8 @@ def broadcast_shapes(op: str, shapes: Sequence[Shape]) -> tuple[Shape, Checks]:
     taken to be equal, and the equality is checked when the function is called: a
     symbolic size is never broadcast at run time.
     """
+    if all(s == shapes[0] for s in shapes):
+        return tuple(shapes[0]), ()
     ndim = max((len(s) for s in shapes), default=0)
     out: list[Size] = []
     checks: list[Check] = []
@@ -145,7 +147,8 @@ def normalize_axes(op: str, axis: Any, ndim: int, shape: Shape | None = None) ->
             )
         out.append(int(a) % ndim)
     if len(set(out)) != len(out):
-        raise op_error(ShapeError, op, f"repeated axis in {axis}")
+        raise op_error(ShapeError, op, f"repeated axis in {axis}",
+                       shape_str(shape) if shape is not None else None)
     return tuple(sorted(out))
 
 

@@ -119,6 +119,11 @@ register(
 # -- declaration helpers ------------------------------------------------------------------
 def _ew_infer(name: str, accepts: frozenset[str], out: str | None) -> Callable[..., Info]:
     def infer(inputs: tuple[Tensor, ...], attrs: dict[str, Any]) -> Info:
+        first = inputs[0]
+        if first.dtype in accepts and all(
+            t.shape == first.shape and t.dtype == first.dtype for t in inputs
+        ):
+            return Info(first.shape, out or first.dtype)
         dtypes = {t.dtype for t in inputs}
         if len(dtypes) != 1:
             raise op_error(
@@ -327,7 +332,7 @@ elementwise(
 elementwise(
     "pow", 2, np.power, lambda a, b: a**b, _pow_pullback,
     "a ** b. d/da = b a**(b-1); d/db = a**b log(a), taken as 0 where a = 0.",
-    numpy_expr="({0} ** {1})",
+    accepts=NUMERIC, numpy_expr="({0} ** {1})",
 )
 elementwise(
     "maximum", 2, np.maximum, sp.Max, _extremum_pullback(F.greater),

@@ -18,7 +18,7 @@ from symgrad.ir import shape as S
 from symgrad.ir.dtypes import FLOATS
 from symgrad.ir.graph import toposort
 from symgrad.ir.shape import Size
-from symgrad.ir.tensor import Tensor, placeholder
+from symgrad.ir.tensor import Tensor, located, placeholder
 from symgrad.ops.base import OPS
 from symgrad.passes.batching import vectorize
 from symgrad.passes.rewrite import rebuild
@@ -33,13 +33,27 @@ def _fit(ct: Tensor, like: Tensor) -> Tensor:
     return ct
 
 
-def backward(y: Tensor, seed: Tensor) -> dict[int, Tensor]:
-    """Cotangents (keyed by node id) of every node y depends on, for cotangent ``seed``."""
+def _active(order: list[Tensor], roots: set[int] | None) -> set[int]:
+    """Nodes that depend on a root (by default: on any placeholder)."""
+    active: set[int] = set()
+    for n in order:
+        if (id(n) in roots) if roots is not None else n.op.name == "placeholder":
+            active.add(id(n))
+        elif any(id(i) in active for i in n.inputs):
+            active.add(id(n))
+    return active
+
+
+def backward(y: Tensor, seed: Tensor, roots: set[int] | None = None) -> dict[int, Tensor]:
+    """Cotangents (keyed by node id) for cotangent ``seed`` of ``y``: of every node that
+    depends on one of ``roots`` (by default every node that depends on a placeholder;
+    constant subgraphs get no cotangents)."""
     order = toposort([y])
+    active = _active(order, roots)
     cts: dict[int, Tensor] = {id(y): seed}
     for node in reversed(order):
         g = cts.get(id(node))
-        if g is None or not node.inputs:
+        if g is None or not node.inputs or id(node) not in active:
             continue
         if node.op.kind == "transform":
             raise GradientError(f"{node.op.name}: derivative requests must be expanded first")
@@ -47,12 +61,13 @@ def backward(y: Tensor, seed: Tensor) -> dict[int, Tensor]:
             if node.op.nondiff is None and any(i.dtype in FLOATS for i in node.inputs):
                 raise GradientError(f"{node.op.name} has no pullback rule (built at {node.loc})")
             continue
-        for inp, ct in zip(node.inputs, node.op.pullback(node, g)):
-            if ct is None or inp.dtype not in FLOATS:
-                continue
-            ct = _fit(ct, inp)
-            prev = cts.get(id(inp))
-            cts[id(inp)] = ct if prev is None else F.add(prev, ct)
+        with located(node.loc):
+            for inp, ct in zip(node.inputs, node.op.pullback(node, g)):
+                if ct is None or inp.dtype not in FLOATS or id(inp) not in active:
+                    continue
+                ct = _fit(ct, inp)
+                prev = cts.get(id(inp))
+                cts[id(inp)] = ct if prev is None else F.add(prev, ct)
     return cts
 
 
@@ -69,9 +84,10 @@ def forward(x: Tensor, v: Tensor, y: Tensor) -> Tensor:
             if node.op.nondiff is not None or node.dtype not in FLOATS:
                 continue
             raise GradientError(f"{node.op.name} has no pushforward rule (built at {node.loc})")
-        t = node.op.pushforward(node, ts)
-        if t is not None:
-            tangents[id(node)] = _fit(t, node)
+        with located(node.loc):
+            t = node.op.pushforward(node, ts)
+            if t is not None:
+                tangents[id(node)] = _fit(t, node)
     out = tangents.get(id(y))
     return out if out is not None else F.zeros_like(y, y.dtype if y.dtype in FLOATS else x.dtype)
 
@@ -125,6 +141,9 @@ def expand(outputs: Sequence[Tensor]) -> list[Tensor]:
             if key not in sweeps:
                 sweeps[key] = backward(y, seed)
             ct = sweeps[key].get(id(wrt))
+            if ct is None and wrt.op.name != "placeholder":
+                # wrt is no placeholder's descendant (say, a constant): a sweep of its own
+                ct = backward(y, seed, {id(wrt)}).get(id(wrt))
             out = _fit(ct, wrt) if ct is not None else F.zeros_like(wrt)
         elif node.op.name == "jvp":
             y, x, v = inputs

@@ -20,6 +20,10 @@ from typing import Any, Protocol
 
 from symgrad.errors import PassError, SymgradError
 from symgrad.ir.graph import to_text, toposort, verify
+
+
+def count_nodes(outputs: Sequence[Tensor]) -> int:
+    return len(toposort(outputs))
 from symgrad.ir.tensor import Tensor
 
 
@@ -205,10 +209,10 @@ class PassManager:
             with open(os.path.join(dump_dir, "00-input.txt"), "w") as fh:
                 fh.write(to_text(current))
         _current_report.append(self.report)
+        n_before = count_nodes(current)
         try:
             for k, p in enumerate(self.passes, start=1):
                 before_text = to_text(current) if (print_changed or dump_dir) else None
-                n_before = len(toposort(current))
                 t0 = time.perf_counter()
                 try:
                     after = p.run(current)
@@ -222,9 +226,9 @@ class PassManager:
                     ) from exc
                 dt = time.perf_counter() - t0
                 changed = any(a is not b for a, b in zip(after, current))
-                self.report.passes.append(
-                    PassRecord(p.name, dt, n_before, len(toposort(after)), changed)
-                )
+                n_after = count_nodes(after) if changed else n_before
+                self.report.passes.append(PassRecord(p.name, dt, n_before, n_after, changed))
+                n_before = n_after
                 if before_text is not None:
                     after_text = to_text(after)
                     if dump_dir:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from symgrad.ir.graph import toposort
-from symgrad.ir.tensor import Tensor
+from symgrad.ir.tensor import Tensor, located
 
 Rule = Callable[[Tensor, tuple[Tensor, ...]], Tensor | None]
 
@@ -17,15 +17,17 @@ def rebuild(node: Tensor, inputs: tuple[Tensor, ...]) -> Tensor:
     return Tensor.make(node.op, inputs, node.attrs)
 
 
-def rewrite(outputs: Sequence[Tensor], rule: Rule) -> list[Tensor]:
+def rewrite(outputs: Sequence[Tensor], rule: Rule, order: Sequence[Tensor] | None = None) -> list[Tensor]:
     """Visit nodes inputs-first; ``rule(node, new_inputs)`` returns a replacement or None.
 
     The replacement is taken as final (it is not visited again), so a rule that wants a
-    fixed point builds its result from already rewritten parts.
+    fixed point builds its result from already rewritten parts. ``order`` is
+    ``toposort(outputs)`` when the caller already has it.
     """
     new: dict[int, Tensor] = {}
-    for node in toposort(outputs):
+    for node in toposort(outputs) if order is None else order:
         inputs = tuple(new[id(i)] for i in node.inputs)
-        out = rule(node, inputs)
-        new[id(node)] = out if out is not None else rebuild(node, inputs)
+        with located(node.loc):
+            out = rule(node, inputs)
+            new[id(node)] = out if out is not None else rebuild(node, inputs)
     return [new[id(o)] for o in outputs]
