@@ -59,6 +59,8 @@ class Function:
         self._single = single
         self._impl = impl
         self.source: str = impl.source
+        # native backends describe their lowered kernels in readable text
+        self.kernels: str | None = getattr(impl, "kernels", None)
         self.pipeline = pipeline
         self.report = report
         self.backend = backend
