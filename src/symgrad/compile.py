@@ -131,8 +131,11 @@ class Function:
                                      f"expected {s} = {S.evaluate(s, env)}")
         for rel, a, b, what, loc in self._checks:
             va, vb = S.evaluate(a, env), S.evaluate(b, env)
-            if (rel == "==" and va != vb) or (rel == "<=" and va > vb):
-                raise InputError(f"{what}: sizes {a} = {va} and {b} = {vb} must satisfy {rel} "
+            if rel == "==" and va != vb:
+                raise InputError(f"{what}: sizes must match, but {a} is {va} and {b} is {vb} "
+                                 f"(op built at {loc})")
+            if rel == "<=" and va > vb:
+                raise InputError(f"{what}: needs {a} <= {b}, but they are {va} and {vb} "
                                  f"(op built at {loc})")
         return arrays, env
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from symgrad.errors import DTypeError, ShapeError, op_error, user_location
 from symgrad.ir.dtypes import FLOATS, INTS, float_of, promote
 from symgrad.ir.shape import Shape, shape_str
@@ -44,13 +46,13 @@ TensorLike = Any
 
 # -- argument helpers ------------------------------------------------------------------------
 def _pair(fn: str, name: str, value: Any, lowest: int) -> tuple[int, int]:
-    items = (value, value) if isinstance(value, int) else value
+    items = (value, value) if isinstance(value, (int, np.integer)) else value
     try:
         pair = tuple(items)
     except TypeError:
         pair = ()
-    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= lowest
-                                 for v in pair):
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                                 and v >= lowest for v in pair):
         raise op_error(ShapeError, fn, f"{name} must be an int or a pair of ints >= {lowest}, "
                        f"got {value!r}")
     return (int(pair[0]), int(pair[1]))
@@ -61,6 +63,16 @@ def _as_float(*xs: TensorLike) -> list[Tensor]:
     ts = [F.as_tensor(x) for x in xs]
     dtype = float_of(promote(*[t.dtype for t in ts]))
     return [F.cast(t, dtype) for t in ts]
+
+
+def _pred_target(pred: TensorLike, target: TensorLike) -> list[Tensor]:
+    """Prediction and target in one float dtype: integer or bool targets take the
+    prediction's dtype; two float dtypes promote."""
+    p, t = F.as_tensor(pred), F.as_tensor(target)
+    if t.dtype not in FLOATS:
+        (pf,) = _as_float(p)
+        return [pf, F.cast(t, pf.dtype)]
+    return _as_float(p, t)
 
 
 def _check_reduction(fn: str, reduction: str) -> None:
@@ -217,7 +229,7 @@ def cross_entropy(logits: TensorLike, labels: TensorLike, reduction: str = "mean
     if lab.dtype not in FLOATS:
         raise op_error(DTypeError, fn, f"labels must be integers or float probabilities, got "
                        f"{lab.dtype}", shape_str(lab.shape))
-    zf, p = _as_float(z, lab)
+    zf, p = _pred_target(z, lab)
     _match_shapes(fn, "probability targets", p.shape, zf.shape,
                   f"{shape_str(zf.shape)}, targets {shape_str(p.shape)}")
     per = F.neg(F.sum(F.mul(p, log_softmax(zf, ax)), ax))
@@ -227,7 +239,7 @@ def cross_entropy(logits: TensorLike, labels: TensorLike, reduction: str = "mean
 def mse(pred: TensorLike, target: TensorLike, reduction: str = "mean") -> Tensor:
     """Squared error ``(pred - target)**2``; shapes must match (no silent broadcasting)."""
     _check_reduction("mse", reduction)
-    p, t = _as_float(pred, target)
+    p, t = _pred_target(pred, target)
     _match_shapes("mse", "target", t.shape, p.shape,
                   f"pred {shape_str(p.shape)}, target {shape_str(t.shape)}")
     d = F.sub(p, t)
@@ -241,20 +253,22 @@ def binary_cross_entropy(probs: TensorLike, targets: TensorLike, reduction: str 
                          eps: float = BCE_EPS) -> Tensor:
     """``-(t log p + (1 - t) log(1 - p))`` for probabilities ``p``.
 
-    ``p`` is first clipped to ``[eps, 1 - eps]`` (``eps = 1e-7`` by default), so the loss
-    is at most ``-log(eps)`` (about 16.1) and never inf; outside that interval the gradient
-    with respect to ``p`` is 0 (the clip's convention). Use
-    :func:`binary_cross_entropy_with_logits` on logits: it is exact and needs no clipping.
+    Both logarithms' arguments, ``p`` and ``1 - p``, are held at ``eps`` or more
+    (``eps = 1e-7`` by default, in either dtype), so the loss is at most ``-log(eps)``
+    (about 16.1) and never inf; where an argument is below ``eps`` its gradient is 0 (the
+    clip's convention). :func:`binary_cross_entropy_with_logits` on logits is exact and
+    needs no clipping.
     """
     _check_reduction("binary_cross_entropy", reduction)
     if not 0 < eps < 0.5:
         raise ValueError(f"binary_cross_entropy: eps must be in (0, 0.5), got {eps!r}"
                          f"\n  at {user_location()}")
-    p, t = _as_float(probs, targets)
+    p, t = _pred_target(probs, targets)
     _match_shapes("binary_cross_entropy", "targets", t.shape, p.shape,
                   f"probs {shape_str(p.shape)}, targets {shape_str(t.shape)}")
-    pc = F.clip(p, eps, 1.0 - eps)
-    per = F.neg(F.add(F.mul(t, F.log(pc)), F.mul(F.sub(1.0, t), F.log1p(F.neg(pc)))))
+    log_p = F.log(F.maximum(p, eps))
+    log_q = F.log(F.maximum(F.sub(1.0, p), eps))
+    per = F.neg(F.add(F.mul(t, log_p), F.mul(F.sub(1.0, t), log_q)))
     return _reduce(per, reduction)
 
 
@@ -263,7 +277,8 @@ def binary_cross_entropy_with_logits(logits: TensorLike, targets: TensorLike,
     """Binary cross-entropy of ``sigmoid(z)``, computed as ``softplus(z) - t z``: exact and
     finite for any finite logits. Gradient: ``sigmoid(z) - t``."""
     _check_reduction("binary_cross_entropy_with_logits", reduction)
-    z, t = _as_float(logits, targets)
+    z, t = _pred_target(logits, targets)
     _match_shapes("binary_cross_entropy_with_logits", "targets", t.shape, z.shape,
                   f"logits {shape_str(z.shape)}, targets {shape_str(t.shape)}")
     return _reduce(F.sub(softplus(z), F.mul(t, z)), reduction)
+from symgrad.layers import *  # noqa: E402,F401,F403  (layers: sg.nn.Dense, ...)

@@ -163,45 +163,60 @@ def _pad(x: np.ndarray, padding: Pair, value: float = 0.0) -> np.ndarray:
     return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
 
 
-def _windows(xp: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair) -> np.ndarray:
-    """View (N, C, Ho, Wo, kh, kw) of the windows of a padded input (no copy)."""
+def _tap(xp: np.ndarray, a: int, b: int, out_hw: Pair, stride: Pair, dilation: Pair) -> np.ndarray:
+    """View (N, C, Ho, Wo) of the padded input under tap (a, b) of every window."""
+    (ho, wo), (sh, sw), (dh, dw) = out_hw, stride, dilation
+    return xp[:, :, a * dh: a * dh + sh * (ho - 1) + 1: sh, b * dw: b * dw + sw * (wo - 1) + 1: sw]
+
+
+def _out_hw(xp: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair) -> Pair:
+    return ((xp.shape[2] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1,
+            (xp.shape[3] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1)
+
+
+def _im2col(xp: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair) -> np.ndarray:
+    """The windows of a padded input as an (N, C, kh, kw, Ho, Wo) array (im2col)."""
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
-    extent = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
-    v = sliding_window_view(xp, extent, axis=(2, 3))
-    return v[:, :, ::sh, ::sw, ::dh, ::dw]
+    v = sliding_window_view(xp, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), axis=(2, 3))
+    return np.ascontiguousarray(v[:, :, ::sh, ::sw, ::dh, ::dw].transpose(0, 1, 4, 5, 2, 3))
 
 
 def _np_conv2d(x: np.ndarray, w: np.ndarray, *, stride: Pair, padding: Pair,
                dilation: Pair) -> np.ndarray:
-    cols = _windows(_pad(x, padding), (w.shape[2], w.shape[3]), stride, dilation)
-    out = np.tensordot(cols, w, axes=([1, 4, 5], [1, 2, 3]))  # (N, Ho, Wo, O): im2col @ W
-    return np.ascontiguousarray(out.transpose(0, 3, 1, 2), dtype=x.dtype)
+    cols = _im2col(_pad(x, padding), (w.shape[2], w.shape[3]), stride, dilation)
+    n, c, kh, kw, ho, wo = cols.shape
+    out = np.matmul(w.reshape(w.shape[0], c * kh * kw), cols.reshape(n, c * kh * kw, ho * wo))
+    return out.reshape(n, w.shape[0], ho, wo).astype(x.dtype, copy=False)
 
 
 def _scatter_windows(cols: np.ndarray, in_hw: Pair, stride: Pair, padding: Pair,
                      dilation: Pair) -> np.ndarray:
     """Add (N, C, kh, kw, Ho, Wo) window values back into an (N, C, H, W) array (col2im)."""
     n, c, kh, kw, ho, wo = cols.shape
-    (h, wd), (sh, sw), (ph, pw), (dh, dw) = in_hw, stride, padding, dilation
+    (h, wd), (ph, pw) = in_hw, padding
     out = np.zeros((n, c, h + 2 * ph, wd + 2 * pw), dtype=cols.dtype)
     for a in range(kh):
         for b in range(kw):
-            out[:, :, a * dh: a * dh + sh * (ho - 1) + 1: sh,
-                b * dw: b * dw + sw * (wo - 1) + 1: sw] += cols[:, :, a, b]
+            _tap(out, a, b, (ho, wo), stride, dilation)[...] += cols[:, :, a, b]
     return np.ascontiguousarray(out[:, :, ph: ph + h, pw: pw + wd])
 
 
 def _np_conv2d_grad_input(g: np.ndarray, w: np.ndarray, *, stride: Pair, padding: Pair,
                           dilation: Pair, in_hw: Pair) -> np.ndarray:
-    cols = np.tensordot(g, w, axes=([1], [0]))  # (N, Ho, Wo, C, kh, kw)
-    return _scatter_windows(cols.transpose(0, 3, 4, 5, 1, 2), in_hw, stride, padding, dilation)
+    n, o, ho, wo = g.shape
+    k = w.shape[1] * w.shape[2] * w.shape[3]
+    cols = np.matmul(w.reshape(o, k).T, g.reshape(n, o, ho * wo))  # (N, C*kh*kw, Ho*Wo)
+    cols = cols.reshape(n, w.shape[1], w.shape[2], w.shape[3], ho, wo).astype(g.dtype, copy=False)
+    return _scatter_windows(cols, in_hw, stride, padding, dilation)
 
 
 def _np_conv2d_grad_weight(x: np.ndarray, g: np.ndarray, *, stride: Pair, padding: Pair,
                            dilation: Pair, w_shape: tuple[int, int, int, int]) -> np.ndarray:
-    cols = _windows(_pad(x, padding), (w_shape[2], w_shape[3]), stride, dilation)
-    out = np.tensordot(g, cols, axes=([0, 2, 3], [0, 2, 3]))  # (O, C, kh, kw)
-    return np.ascontiguousarray(out, dtype=x.dtype)
+    cols = _im2col(_pad(x, padding), (w_shape[2], w_shape[3]), stride, dilation)
+    n, c, kh, kw, ho, wo = cols.shape
+    per_example = np.matmul(g.reshape(n, g.shape[1], ho * wo),
+                            cols.reshape(n, c * kh * kw, ho * wo).transpose(0, 2, 1))  # (N, O, C*kh*kw)
+    return per_example.sum(axis=0).reshape(w_shape).astype(x.dtype, copy=False)
 
 
 # -- rules -------------------------------------------------------------------------------------
@@ -219,9 +234,9 @@ def conv2d_grad_weight(x: Tensor, g: Tensor, w_shape: tuple[Size, ...], **conv: 
 
 def _conv_pullback(node: Tensor, g: Tensor) -> list[Tensor | None]:
     x, w = node.inputs
-    kw = _conv_attrs(node)
-    return [conv2d_grad_input(g, w, (x.shape[2], x.shape[3]), **kw),
-            conv2d_grad_weight(x, g, w.shape, **kw)]
+    attrs = _conv_attrs(node)
+    return [conv2d_grad_input(g, w, (x.shape[2], x.shape[3]), **attrs),
+            conv2d_grad_weight(x, g, w.shape, **attrs)]
 
 
 def _add_terms(*terms: Tensor | None) -> Tensor | None:
@@ -234,38 +249,38 @@ def _add_terms(*terms: Tensor | None) -> Tensor | None:
 
 def _conv_pushforward(node: Tensor, t: list[Tensor | None]) -> Tensor | None:
     x, w = node.inputs
-    kw = _conv_attrs(node)
+    attrs = _conv_attrs(node)
     conv = OPS_CONV["conv2d"]
-    return _add_terms(None if t[0] is None else conv(t[0], w, **kw),
-                      None if t[1] is None else conv(x, t[1], **kw))
+    return _add_terms(None if t[0] is None else conv(t[0], w, **attrs),
+                      None if t[1] is None else conv(x, t[1], **attrs))
 
 
 def _grad_input_pullback(node: Tensor, c: Tensor) -> list[Tensor | None]:
     g, w = node.inputs
-    kw = _conv_attrs(node)
-    return [OPS_CONV["conv2d"](c, w, **kw), conv2d_grad_weight(c, g, w.shape, **kw)]
+    attrs = _conv_attrs(node)
+    return [OPS_CONV["conv2d"](c, w, **attrs), conv2d_grad_weight(c, g, w.shape, **attrs)]
 
 
 def _grad_input_pushforward(node: Tensor, t: list[Tensor | None]) -> Tensor | None:
     g, w = node.inputs
-    kw = _conv_attrs(node)
+    attrs = _conv_attrs(node)
     hw = node.attr("in_hw")
-    return _add_terms(None if t[0] is None else conv2d_grad_input(t[0], w, hw, **kw),
-                      None if t[1] is None else conv2d_grad_input(g, t[1], hw, **kw))
+    return _add_terms(None if t[0] is None else conv2d_grad_input(t[0], w, hw, **attrs),
+                      None if t[1] is None else conv2d_grad_input(g, t[1], hw, **attrs))
 
 
 def _grad_weight_pullback(node: Tensor, c: Tensor) -> list[Tensor | None]:
     x, g = node.inputs
-    kw = _conv_attrs(node)
-    return [conv2d_grad_input(g, c, (x.shape[2], x.shape[3]), **kw), OPS_CONV["conv2d"](x, c, **kw)]
+    attrs = _conv_attrs(node)
+    return [conv2d_grad_input(g, c, (x.shape[2], x.shape[3]), **attrs), OPS_CONV["conv2d"](x, c, **attrs)]
 
 
 def _grad_weight_pushforward(node: Tensor, t: list[Tensor | None]) -> Tensor | None:
     x, g = node.inputs
-    kw = _conv_attrs(node)
+    attrs = _conv_attrs(node)
     ws = node.attr("w_shape")
-    return _add_terms(None if t[0] is None else conv2d_grad_weight(t[0], g, ws, **kw),
-                      None if t[1] is None else conv2d_grad_weight(x, t[1], ws, **kw))
+    return _add_terms(None if t[0] is None else conv2d_grad_weight(t[0], g, ws, **attrs),
+                      None if t[1] is None else conv2d_grad_weight(x, t[1], ws, **attrs))
 
 
 OPS_CONV: dict[str, Op] = {}
@@ -355,42 +370,59 @@ def _avg_grad_infer(inputs: tuple[Tensor, ...], attrs: dict[str, Any]) -> Info:
     return Info((g.shape[0], g.shape[1], h, w), dtype, tuple(checks))
 
 
-def _argmax_index(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair) -> tuple[np.ndarray, tuple[int, ...]]:
-    """Flat index, into the -inf padded input, of the first maximum of every window."""
+def _first_max_tap(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair) -> np.ndarray:
+    """For every window, the row-major tap index of its first maximum (the -inf padding
+    never wins over an input element)."""
     xp = _pad(x, padding, -np.inf)
-    v = _windows(xp, kernel, stride, (1, 1))
-    n, c, ho, wo, kh, kw = v.shape
-    k = v.reshape(n, c, ho, wo, kh * kw).argmax(axis=-1)  # first maximum in row-major order
-    hp, wp = xp.shape[2], xp.shape[3]
-    rows = np.arange(ho)[:, None] * stride[0] + k // kw
-    cols = np.arange(wo)[None, :] * stride[1] + k % kw
-    plane = (np.arange(n)[:, None] * c + np.arange(c)[None, :])[:, :, None, None]
-    return (plane * hp + rows) * wp + cols, xp.shape
+    out_hw = _out_hw(xp, kernel, stride, (1, 1))
+    best = _tap(xp, 0, 0, out_hw, stride, (1, 1))
+    tap = np.zeros(best.shape, dtype=np.intp)
+    for k in range(1, kernel[0] * kernel[1]):
+        cand = _tap(xp, k // kernel[1], k % kernel[1], out_hw, stride, (1, 1))
+        # strictly greater, so ties keep the earlier tap; the first NaN wins, like np.argmax
+        wins = (cand > best) | (np.isnan(cand) & ~np.isnan(best))
+        best = np.where(wins, cand, best)
+        tap = np.where(wins, k, tap)
+    return tap
 
 
 def _np_max_pool2d(x: np.ndarray, *, kernel: Pair, stride: Pair, padding: Pair) -> np.ndarray:
-    v = _windows(_pad(x, padding, -np.inf), kernel, stride, (1, 1))
-    return np.ascontiguousarray(v.max(axis=(4, 5)), dtype=x.dtype)
+    xp = _pad(x, padding, -np.inf)
+    out_hw = _out_hw(xp, kernel, stride, (1, 1))
+    out = _tap(xp, 0, 0, out_hw, stride, (1, 1))
+    for k in range(1, kernel[0] * kernel[1]):
+        out = np.maximum(out, _tap(xp, k // kernel[1], k % kernel[1], out_hw, stride, (1, 1)))
+    return np.ascontiguousarray(out, dtype=x.dtype)
 
 
 def _np_max_pool2d_grad(x: np.ndarray, g: np.ndarray, *, kernel: Pair, stride: Pair,
                         padding: Pair) -> np.ndarray:
-    idx, padded = _argmax_index(x, kernel, stride, padding)
-    flat = np.bincount(idx.ravel(), weights=g.ravel(), minlength=int(np.prod(padded)))
-    ph, pw = padding
-    out = flat.reshape(padded)[:, :, ph: ph + x.shape[2], pw: pw + x.shape[3]]
-    return np.ascontiguousarray(out, dtype=x.dtype)
+    tap = _first_max_tap(x, kernel, stride, padding)
+    (ph, pw), (h, w) = padding, x.shape[2:]
+    out = np.zeros((*x.shape[:2], h + 2 * ph, w + 2 * pw), dtype=x.dtype)
+    for k in range(kernel[0] * kernel[1]):
+        _tap(out, k // kernel[1], k % kernel[1], tap.shape[2:], stride, (1, 1))[...] += \
+            np.where(tap == k, g, 0)
+    return np.ascontiguousarray(out[:, :, ph: ph + h, pw: pw + w])
 
 
 def _np_max_pool2d_gather(x: np.ndarray, c: np.ndarray, *, kernel: Pair, stride: Pair,
                           padding: Pair) -> np.ndarray:
-    idx, _ = _argmax_index(x, kernel, stride, padding)
-    return np.ascontiguousarray(_pad(c, padding).ravel()[idx], dtype=x.dtype)
+    tap = _first_max_tap(x, kernel, stride, padding)
+    cp = _pad(c, padding)
+    out = np.zeros(tap.shape, dtype=x.dtype)
+    for k in range(kernel[0] * kernel[1]):
+        out = np.where(tap == k, _tap(cp, k // kernel[1], k % kernel[1], tap.shape[2:], stride, (1, 1)), out)
+    return out.astype(x.dtype, copy=False)
 
 
 def _np_avg_pool2d(x: np.ndarray, *, kernel: Pair, stride: Pair, padding: Pair) -> np.ndarray:
-    v = _windows(_pad(x, padding), kernel, stride, (1, 1))
-    return np.ascontiguousarray(v.sum(axis=(4, 5)) / (kernel[0] * kernel[1]), dtype=x.dtype)
+    xp = _pad(x, padding)
+    out_hw = _out_hw(xp, kernel, stride, (1, 1))
+    total = np.zeros((*x.shape[:2], *out_hw), dtype=x.dtype)
+    for k in range(kernel[0] * kernel[1]):
+        total += _tap(xp, k // kernel[1], k % kernel[1], out_hw, stride, (1, 1))
+    return (total / (kernel[0] * kernel[1])).astype(x.dtype, copy=False)
 
 
 def _np_avg_pool2d_grad(g: np.ndarray, *, kernel: Pair, stride: Pair, padding: Pair,
