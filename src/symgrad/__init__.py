@@ -114,7 +114,9 @@ from symgrad.ops.api import (
     zeros_like,
 )
 from symgrad import nn  # noqa: E402
+from symgrad import optim, train  # noqa: E402,F401
 from symgrad.inspect import explain_grad, latex, pretty, render, to_dot, to_sympy  # noqa: E402
+from symgrad.emit import emit  # noqa: E402
 
 float32 = "float32"
 float64 = "float64"

@@ -9,7 +9,7 @@ the function's outputs after each call::
     x, y = sg.placeholder("x", (None, 64)), sg.placeholder("y", (None,), "int64")
     model = sg.nn.Sequential([sg.nn.Dense(64, 32, activation="relu"), sg.nn.Dense(32, 10)])
     loss = sg.nn.cross_entropy(model(x), y)
-    step = sg.optim.TrainStep(loss, model.init(seed=0), sg.optim.Adam(1e-3))
+    step = sg.optim.TrainStep(loss, model.init_params(seed=0), sg.optim.Adam(1e-3))
     for xb, yb in batches:
         step(x=xb, y=yb)          # forward, backward, update: one compiled call
     step.params["dense1.w"]
@@ -458,13 +458,15 @@ class TrainStep:
         if missing:
             raise ValueError(f"TrainStep: updates given for {missing} without an initial buffer value")
         graph = placeholders([loss, *updates.values(), *metrics.values()])
-        by_name = {t.name: t for t in graph}
-        for kind, names in (("parameter", params), ("buffer", buffers)):
-            unknown = [n for n in names if n not in by_name]
-            if unknown:
-                raise ValueError(f"TrainStep: {kind}{'s' if len(unknown) > 1 else ''} "
-                                 f"{', '.join(map(repr, unknown))} not used by the loss; the graph's "
-                                 f"placeholders are: {', '.join(sorted(by_name))}")
+        by_name = {t.name or "": t for t in graph}
+        unknown = [n for n in params if n not in by_name]
+        if unknown:
+            raise ValueError(f"TrainStep: parameter{'s' if len(unknown) > 1 else ''} "
+                             f"{', '.join(map(repr, unknown))} not used by the loss; the graph's "
+                             f"placeholders are: {', '.join(sorted(by_name))}")
+        # a buffer the graph does not read (dropout with rate 0) is carried unchanged
+        self._idle_buffers = {n: np.array(v, copy=True) for n, v in buffers.items() if n not in by_name}
+        buffers = {n: v for n, v in buffers.items() if n in by_name}
         p_ph = {n: by_name[n] for n in params}
         for n, t in p_ph.items():
             if t.dtype not in FLOATS:
@@ -489,7 +491,7 @@ class TrainStep:
         self.state_names = list(s_ph)
         self.buffer_names = list(b_ph)
         self.metric_names = list(metrics)
-        self.data_names = [t.name for t in data]
+        self.data_names = [t.name or "" for t in data]
         outputs = [loss, finite, *metrics.values(), *norms, *new_params.values(),
                    *(new_state[n] for n in self.state_names),
                    *(updates.get(n, b) for n, b in b_ph.items())]
@@ -521,7 +523,8 @@ class TrainStep:
 
     @property
     def buffers(self) -> dict[str, np.ndarray]:
-        return dict(zip(self.buffer_names, self._buffers))
+        """The buffers (running statistics, random-number counters) by name."""
+        return {**self._idle_buffers, **dict(zip(self.buffer_names, self._buffers))}
 
     @property
     def averaged(self) -> dict[str, np.ndarray]:

@@ -101,7 +101,7 @@ def _int_scalar(x: Any, what: str) -> Tensor:
 def _shape(shape: Any) -> Shape:
     if isinstance(shape, (int, np.integer, Dim)):
         shape = (shape,)
-    out = []
+    out: list[int | Dim] = []
     for s in shape:
         if isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 0:
             out.append(int(s))
