@@ -1,11 +1,14 @@
-"""A short tour of symgrad: derive, read, compile and run gradients.
+"""A short tour of symgrad, run by `make demo`.
 
-Run by `make demo`. Prints derived gradient formulas, fits the linear-regression example,
-and checks a Hessian against finite differences.
+1. Trains the digits MLP (scikit-learn's bundled 8x8 digits) with a progress bar.
+2. Prints the derived gradient formula of one layer, with the parameters' names.
+3. Fits the linear-regression example and checks a Hessian from one batched pass.
+4. Says where the plots went.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
@@ -13,30 +16,47 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import symgrad as sg  # noqa: E402
+from _common import output_dir, single_thread_blas  # noqa: E402
+from digits_mlp import plot, train_digits_mlp  # noqa: E402
 from linear_regression import fit  # noqa: E402
 
+import symgrad as sg  # noqa: E402
 
-def main() -> None:
-    print("== 1. a gradient you can read")
-    w = sg.placeholder("w")
-    x = sg.placeholder("x")
-    b = sg.placeholder("b")
-    y = sg.sigmoid(w * x + b)
-    print("d/dw sigmoid(w*x + b):")
-    print("  " + sg.pretty(sg.grad(y, w), names=["dy/dw"]).replace("\n", "\n  "))
 
-    print("\n== 2. linear regression by gradient descent (derived gradients)")
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="a short tour of symgrad")
+    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--backend", default="numpy")
+    ap.add_argument("--out", default="out")
+    args = ap.parse_args(argv)
+    out = output_dir(args.out)
+
+    print(f"== 1. training the digits MLP ({args.backend} backend)")
+    with single_thread_blas():
+        trainer, history, acc = train_digits_mlp(args.epochs, args.backend, progress=True)
+    curve = os.path.join(out, "tour_digits_mlp.png")
+    plot(history, curve)
+    print(f"test accuracy {acc:.3f}; {history.time_per_step * 1e3:.2f} ms per training step")
+
+    print("\n== 2. the derived gradient of the last layer's weights")
+    model = trainer.model
+    x = sg.placeholder("x", shape=(None, 64))
+    y = sg.placeholder("y", shape=(None,), dtype="int64")
+    loss = sg.nn.cross_entropy(model(x), y)
+    last_w = [p for name, p in model.params.items() if name.endswith(".w")][-1]
+    print(sg.pretty(sg.grad(loss, last_w), names=[f"dloss/d{last_w.name}"]))
+
+    print("\n== 3. linear regression by gradient descent, and a Hessian")
     r = fit()
-    print("  " + r.grad_w_formula.replace("\n", "\n  "))
-    print(f"  {r.iterations} iterations: w = {r.w:.5f}, b = {r.b:.5f}, loss = {r.loss:.2g}")
-
-    print("\n== 3. a Hessian from one batched forward-over-reverse pass")
-    v = sg.placeholder("v", shape=(6,), dtype="float64")
+    print(r.grad_w_formula)
+    print(f"{r.iterations} iterations: w = {r.w:.5f}, b = {r.b:.5f}")
+    v = sg.placeholder("v", shape=(5,), dtype="float64")
     rosen = sg.sum(100 * (v[1:] - v[:-1] ** 2) ** 2 + (1 - v[:-1]) ** 2)
     h = sg.compile(sg.hessian(rosen, v))
-    point = np.linspace(-1, 1, 6)
-    print(np.array2string(h(point), precision=1, suppress_small=True, max_line_width=100))
+    print("Hessian of Rosenbrock at 0:")
+    print(np.array2string(h(np.zeros(5)), precision=1, suppress_small=True))
+
+    print(f"\n== 4. plots: {curve}")
 
 
 if __name__ == "__main__":
