@@ -1,4 +1,4 @@
-"""The ``symgrad`` command: ``ops``, ``passes``, ``inspect MODEL.py``."""
+"""The ``symgrad`` command: ``ops``, ``passes``, ``inspect MODEL.py``, ``emit MODEL.py``."""
 
 from __future__ import annotations
 
@@ -41,6 +41,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ins.add_argument("--format", choices=["pretty", "sympy", "latex", "text", "dot"], default="pretty")
     ins.add_argument("--pipeline", default=None)
     ins.add_argument("--render", metavar="PATH", help="also draw the graph to PATH (.png or .svg)")
+    em = sub.add_parser("emit", help="write a model file's outputs as a standalone bundle")
+    em.add_argument("model")
+    em.add_argument("--target", choices=["c", "llvm", "cuda", "numpy"], default="c")
+    em.add_argument("-o", "--out", required=True, metavar="DIR", help="directory to write")
+    em.add_argument("--name", default=None, help="symbol prefix (default: the model file's name)")
+    em.add_argument("--pipeline", default=None)
+    em.add_argument("--size", action="append", default=[], metavar="SYM=N",
+                    help="size of a symbolic dimension in the golden data (repeatable)")
     args = ap.parse_args(argv)
 
     if args.cmd == "ops":
@@ -49,6 +57,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, cls in sorted(known_passes().items()):
             doc = (cls.__doc__ or "").strip().splitlines()
             print(f"{name:<14} {doc[0] if doc else ''}")
+    elif args.cmd == "emit":
+        import os
+
+        from symgrad.emit import emit
+
+        model = _load_model(args.model)
+        sizes = {}
+        for item in args.size:
+            sym, _, value = item.partition("=")
+            sizes[sym] = int(value)
+        name = args.name or os.path.splitext(os.path.basename(args.model))[0]
+        bundle = emit(model, target=args.target, out_dir=args.out, name=name,
+                      pipeline=args.pipeline, sizes=sizes)
+        print(f"wrote {len(bundle.files)} files for {bundle.name} ({args.target}) to {args.out}")
     elif args.cmd == "inspect":
         model = _load_model(args.model)
         names, outs = list(model), list(model.values())

@@ -71,7 +71,9 @@ class Function:
                 (axis, s) for axis, s in enumerate(t.shape)
             ]) for t in inputs
         ]
-        self._fast = None if check_nan else _fast_binder(inputs, checks)
+        # backends that run on a GPU take device arrays (CuPy, PyTorch...) as they are
+        self._device_ok = bool(getattr(impl, "accepts_device_arrays", False))
+        self._fast = None if check_nan or self._device_ok else _fast_binder(inputs, checks)
 
     @property
     def graph_text(self) -> str:
@@ -104,7 +106,7 @@ class Function:
         env: dict[str, int] = {}
         arrays = []
         for v, (name, dtype, shape, dims) in zip(values, self._specs):
-            arr = _convert(name, v, dtype, self._check_nan)
+            arr = v if self._device_ok and _on_device(v) else _convert(name, v, dtype, self._check_nan)
             if arr.ndim != len(shape):
                 raise InputError(f"input {name!r}: expected rank {len(shape)} {shape_str(shape)}, "
                                  f"got shape {arr.shape}")
@@ -144,6 +146,8 @@ class Function:
         if arrays is None:
             arrays, _ = self.bind(args, kwargs)
         outs = self._impl(*arrays)
+        if self._device_ok:  # such a backend returns fresh arrays, on the host or the device
+            return outs[0] if self._single else tuple(outs)
         if len(outs) == 1:
             result: tuple[np.ndarray, ...] = (_own(outs[0], arrays),)
         else:  # outputs must not share memory with the inputs nor with each other
@@ -225,6 +229,20 @@ def _own(value: Any, inputs: list[np.ndarray]) -> np.ndarray:
     ):
         arr = np.array(arr, copy=True)
     return arr
+
+
+def _on_device(value: Any) -> bool:
+    """Whether ``value`` is an array in GPU memory (``__cuda_array_interface__`` or a
+    DLPack device other than the CPU)."""
+    if isinstance(value, np.ndarray):
+        return False
+    if hasattr(value, "__cuda_array_interface__"):
+        return True
+    dev = getattr(value, "__dlpack_device__", None)
+    try:
+        return dev is not None and int(dev()[0]) not in (1, 3)  # kDLCPU, kDLCUDAHost
+    except Exception:
+        return False
 
 
 def _convert(name: str, value: Any, dtype: np.dtype[Any], check_nan: bool) -> np.ndarray:

@@ -15,14 +15,14 @@ import numpy as np
 import symgrad.ops.api as F
 from symgrad.errors import GradientError, ShapeError, user_location
 from symgrad.ir.dtypes import FLOATS
-from symgrad.ir.graph import toposort
+from symgrad.ir.graph import toposort_by_creation
 from symgrad.ir.shape import shape_str
 from symgrad.ir.tensor import Tensor, constant
 from symgrad.ops.base import OPS
 
 
 def _check_connected(y: Tensor, wrts: Sequence[Tensor]) -> None:
-    reach = {id(n) for n in toposort([y])}
+    reach = {id(n) for n in toposort_by_creation([y])}
     for w in wrts:
         if id(w) not in reach:
             label = w.name or w.op.name

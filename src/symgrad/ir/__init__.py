@@ -1,7 +1,7 @@
 """Symbolic values, dtypes, shapes with symbolic sizes, graph walks, text form, verifier."""
 
 from symgrad.ir.dtypes import DTYPES, as_dtype, promote
-from symgrad.ir.graph import placeholders, to_text, toposort, verify
+from symgrad.ir.graph import placeholders, to_text, toposort, toposort_by_creation, verify
 from symgrad.ir.shape import Dim, Shape, Size
 from symgrad.ir.tensor import ConstData, Tensor, constant, placeholder
 
@@ -19,5 +19,6 @@ __all__ = [
     "promote",
     "to_text",
     "toposort",
+    "toposort_by_creation",
     "verify",
 ]

@@ -10,11 +10,37 @@ from symgrad.ir.tensor import Tensor
 
 
 def toposort(outputs: Iterable[Tensor]) -> list[Tensor]:
-    """Every node the outputs depend on, inputs before users.
+    """Every node the outputs depend on, inputs before users, in an order that depends
+    only on the graph's structure (a depth-first post-order from the outputs, inputs
+    left to right). Printers and code generators use it, so text and generated names
+    never depend on what else the process built. Iterative, linear."""
+    order: list[Tensor] = []
+    done: set[int] = set()
+    for root in outputs:
+        if id(root) in done:
+            continue
+        stack = [root]
+        while stack:
+            node = stack[-1]
+            if id(node) in done:
+                stack.pop()
+                continue
+            pending = [c for c in node.inputs if id(c) not in done]
+            if pending:
+                stack.extend(reversed(pending))
+            else:
+                done.add(id(node))
+                order.append(node)
+                stack.pop()
+    return order
+
+
+def toposort_by_creation(outputs: Iterable[Tensor]) -> list[Tensor]:
+    """Every node the outputs depend on, inputs before users, in creation order.
 
     A node is always created after its inputs, so creation order (``serial``) is a
-    topological order: collect what is reachable, then sort by serial. Deterministic for
-    a given graph, iterative, linear apart from the sort.
+    topological order: collect what is reachable, then sort. Faster than
+    :func:`toposort`; passes use it where the order does not reach the user.
     """
     seen: dict[int, Tensor] = {}
     stack = [o for o in outputs]

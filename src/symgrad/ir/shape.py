@@ -102,6 +102,18 @@ class Dim:
 
     __rmul__ = __mul__
 
+    def __sub__(self, other: Size) -> Size:
+        return sub(self, other)
+
+    def __rsub__(self, other: Size) -> Size:
+        return sub(other, self)
+
+    def __neg__(self) -> Size:
+        return neg(self)
+
+    def __floordiv__(self, other: int) -> Size:
+        return floordiv(self, other)
+
 
 Size = int | Dim
 Shape = tuple[Size, ...]

@@ -15,7 +15,7 @@ import numpy as np
 
 from symgrad.errors import DTypeError, ShapeError, op_error
 from symgrad.ir import shape as S
-from symgrad.ir.dtypes import FLOATS, as_dtype, float_of, promote
+from symgrad.ir.dtypes import as_dtype, float_of, promote
 from symgrad.ir.shape import Dim, Shape, Size, shape_str
 from symgrad.ir.tensor import Tensor, constant
 from symgrad.ops.base import OPS, normalize_axes
@@ -404,9 +404,9 @@ def prod(x: TensorLike, axis: Any = None, keepdims: bool = False) -> Tensor:
 
 def _arg(name: str, x: TensorLike, axis: int | None, keepdims: bool) -> Tensor:
     t = as_tensor(x)
-    if axis is None:
-        t = reshape(t, (-1,))
-        axis = 0
+    if axis is None:  # over the flattened tensor; keepdims keeps every axis, as size 1
+        flat = _op(name)(reshape(t, (-1,)), axes=(0,), keepdims=False)
+        return reshape(flat, (1,) * t.ndim) if keepdims else flat
     (ax,) = normalize_axes(name, axis, t.ndim, t.shape)
     return _op(name)(t, axes=(ax,), keepdims=bool(keepdims))
 
@@ -651,7 +651,15 @@ def outer(a: TensorLike, b: TensorLike) -> Tensor:
 
 
 def inner(a: TensorLike, b: TensorLike) -> Tensor:
-    return sum(mul(a, b), -1)
+    """NumPy's ``inner``: sum over the last axes; shape a.shape[:-1] + b.shape[:-1]."""
+    ta, tb = _operands(a, b)
+    if ta.ndim == 0 or tb.ndim == 0:
+        return mul(ta, tb)
+    if ta.ndim == 1 and tb.ndim == 1:
+        return sum(mul(ta, tb), -1)
+    k = tb.shape[-1]
+    out = matmul(reshape(ta, (-1, ta.shape[-1])), transpose(reshape(tb, (-1, k))))
+    return reshape(out, (*ta.shape[:-1], *tb.shape[:-1]))
 
 
 def tensordot_last(a: TensorLike, b: TensorLike) -> Tensor:
@@ -697,6 +705,10 @@ def _norm_index(op: str, k: int, n: Size, shape: str | None = None
 
 def _norm_slice(op: str, s: slice, n: Size, shape: str | None = None
                 ) -> tuple[tuple[Size, Size, int], Size, list[Any]]:
+    for v in (s.start, s.stop, s.step):
+        if v is not None and (not isinstance(v, (int, np.integer)) or isinstance(v, bool)):
+            raise op_error(DTypeError, op, f"slice bounds must be integers or None, got {v!r} "
+                           "(count from the end with negative bounds instead)", shape)
     step = 1 if s.step is None else int(s.step)
     if step == 0:
         raise op_error(ShapeError, op, "slice step cannot be zero", shape)
@@ -751,9 +763,18 @@ def getitem(x: Tensor, key: Any) -> Tensor:
         if idx.dtype == "bool":
             raise op_error(ShapeError, "getitem", "boolean masks give data-dependent shapes; "
                            "use sg.where instead", shape_str(x.shape))
-        axis = builtins.sum(1 for k in expanded[:pos] if k is not None)
+        # the indexed axis's place after the basic indexing: slices and None make axes, ints don't
+        axis = builtins.sum(1 for k in expanded[:pos] if k is None or isinstance(k, slice))
+        # NumPy: integers next to the array index are advanced indices too; when they are
+        # separated from it by a slice or None, the array's axes go first
+        advanced = [i for i, k in enumerate(expanded) if i == pos or (
+            isinstance(k, (int, np.integer)) and not isinstance(k, bool))]
         expanded[pos] = slice(None)
-        return take(getitem(x, tuple(expanded)), idx, axis)
+        out = take(getitem(x, tuple(expanded)), idx, axis)
+        if advanced[-1] - advanced[0] + 1 != len(advanced) and axis > 0:
+            moved = list(range(axis, axis + idx.ndim))
+            out = transpose(out, moved + [a for a in range(out.ndim) if a not in moved])
+        return out
 
     index: list[tuple[Size, Size, int]] = []
     out_shape: list[Size] = []

@@ -284,7 +284,8 @@ for _name, _fn, _sym in (("floor", np.floor, sp.floor), ("ceil", np.ceil, sp.cei
                          ("round", np.round, None)):
     elementwise(
         _name, 1, _fn, _sym, None,
-        f"{_name}(x) (round half to even for round). Piecewise constant: derivative taken as 0.",
+        f"{_name}(x){' (half to even)' if _name == 'round' else ''}. Piecewise constant: "
+        "derivative taken as 0.",
         nondiff="piecewise constant", numpy_expr=f"np.{_name}({{0}})",
     )
 

@@ -48,7 +48,8 @@ def _reduction_infer(name: str, dtype_rule: str) -> Any:
             dtype = "int64"
         elif dtype_rule == "float":
             if x.dtype not in FLOATS:
-                raise op_error(DTypeError, name, f"needs a float operand, got {x.dtype}")
+                raise op_error(DTypeError, name, f"needs a float operand, got {x.dtype}",
+                               shape_str(x.shape))
             dtype = x.dtype
         else:
             dtype = x.dtype
@@ -177,7 +178,8 @@ def _axis_infer(name: str) -> Any:
     def infer(inputs: tuple[Tensor, ...], attrs: dict[str, Any]) -> Info:
         (x,) = inputs
         if x.dtype not in FLOATS:
-            raise op_error(DTypeError, name, f"needs a float operand, got {x.dtype}")
+            raise op_error(DTypeError, name, f"needs a float operand, got {x.dtype}",
+                           shape_str(x.shape))
         if not 0 <= attrs["axis"] < x.ndim:
             raise op_error(ShapeError, name, f"axis {attrs['axis']} out of range",
                            shape_str(x.shape))
@@ -401,7 +403,11 @@ def _matmul_infer(inputs: tuple[Tensor, ...], attrs: dict[str, Any]) -> Info:
                            f"contracted sizes differ: {k1} (axis -1 of a) vs {k2} (axis -2 of b)",
                            shapes_of(inputs))
         checks.append(("==", k1, k2, "matmul: contracted axis"))
-    batch, bchecks = broadcast_shapes("matmul", [a.shape[:-2], b.shape[:-2]])
+    try:
+        batch, bchecks = broadcast_shapes("matmul", [a.shape[:-2], b.shape[:-2]])
+    except ShapeError:  # say it with the whole operand shapes
+        raise op_error(ShapeError, "matmul", f"cannot broadcast batch axes {shape_str(a.shape[:-2])}"
+                       f" and {shape_str(b.shape[:-2])}", shapes_of(inputs)) from None
     return Info((*batch, a.shape[-2], b.shape[-1]), a.dtype, tuple(checks) + bchecks)
 
 
@@ -485,7 +491,8 @@ register(Op("take_grad", "index", _take_grad_infer, _np_take_grad,
 def _one_hot_infer(inputs: tuple[Tensor, ...], attrs: dict[str, Any]) -> Info:
     (lab,) = inputs
     if attrs["depth"] < 0:
-        raise op_error(ShapeError, "one_hot", f"depth {attrs['depth']} is negative")
+        raise op_error(ShapeError, "one_hot", f"depth {attrs['depth']} is negative",
+                       shape_str(lab.shape))
     return Info((*lab.shape, attrs["depth"]), attrs["dtype"])
 
 

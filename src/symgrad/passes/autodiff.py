@@ -16,7 +16,7 @@ import symgrad.ops.api as F
 from symgrad.errors import GradientError
 from symgrad.ir import shape as S
 from symgrad.ir.dtypes import FLOATS
-from symgrad.ir.graph import toposort
+from symgrad.ir.graph import toposort, toposort_by_creation
 from symgrad.ir.shape import Size
 from symgrad.ir.tensor import Tensor, located, placeholder
 from symgrad.ops.base import OPS
@@ -48,7 +48,7 @@ def backward(y: Tensor, seed: Tensor, roots: set[int] | None = None) -> dict[int
     """Cotangents (keyed by node id) for cotangent ``seed`` of ``y``: of every node that
     depends on one of ``roots`` (by default every node that depends on a placeholder;
     constant subgraphs get no cotangents)."""
-    order = toposort([y])
+    order = toposort([y])  # structural: the derived graph must not depend on build history
     active = _active(order, roots)
     cts: dict[int, Tensor] = {id(y): seed}
     for node in reversed(order):
@@ -133,7 +133,7 @@ class Autodiff:
 def expand(outputs: Sequence[Tensor]) -> list[Tensor]:
     new: dict[int, Tensor] = {}
     sweeps: dict[tuple[int, int], dict[int, Tensor]] = {}
-    for node in toposort(outputs):
+    for node in toposort_by_creation(outputs):
         inputs = tuple(new[id(i)] for i in node.inputs)
         if node.op.name == "grad":
             y, wrt, seed = inputs

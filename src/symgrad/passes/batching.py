@@ -18,7 +18,7 @@ from typing import Any
 import symgrad.ops.api as F
 from symgrad.errors import UnsupportedError
 from symgrad.ir import shape as S
-from symgrad.ir.graph import toposort
+from symgrad.ir.graph import toposort_by_creation
 from symgrad.ir.shape import Size
 from symgrad.ir.tensor import Tensor
 from symgrad.ops.base import OPS
@@ -141,7 +141,7 @@ def vectorize(outputs: Sequence[Tensor], replace: Mapping[int, Tensor], B: Size)
     the replaced nodes are broadcast).
     """
     new: dict[int, tuple[Tensor, bool]] = {}
-    for node in toposort(outputs):
+    for node in toposort_by_creation(outputs):
         if id(node) in replace:
             new[id(node)] = (replace[id(node)], True)
             continue

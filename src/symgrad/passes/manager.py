@@ -19,12 +19,12 @@ from importlib import metadata
 from typing import Any, Protocol
 
 from symgrad.errors import PassError, SymgradError
-from symgrad.ir.graph import to_text, toposort, verify
+from symgrad.ir.graph import to_text, toposort_by_creation, verify
+from symgrad.ir.tensor import Tensor
 
 
 def count_nodes(outputs: Sequence[Tensor]) -> int:
-    return len(toposort(outputs))
-from symgrad.ir.tensor import Tensor
+    return len(toposort_by_creation(outputs))
 
 
 class Pass(Protocol):

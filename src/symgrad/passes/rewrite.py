@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from symgrad.ir.graph import toposort
+from symgrad.ir.graph import toposort_by_creation
 from symgrad.ir.tensor import Tensor, located
 
 Rule = Callable[[Tensor, tuple[Tensor, ...]], Tensor | None]
@@ -22,10 +22,10 @@ def rewrite(outputs: Sequence[Tensor], rule: Rule, order: Sequence[Tensor] | Non
 
     The replacement is taken as final (it is not visited again), so a rule that wants a
     fixed point builds its result from already rewritten parts. ``order`` is
-    ``toposort(outputs)`` when the caller already has it.
+    ``toposort_by_creation(outputs)`` when the caller already has it.
     """
     new: dict[int, Tensor] = {}
-    for node in toposort(outputs) if order is None else order:
+    for node in toposort_by_creation(outputs) if order is None else order:
         inputs = tuple(new[id(i)] for i in node.inputs)
         with located(node.loc):
             out = rule(node, inputs)

@@ -133,8 +133,9 @@ def emit(program: Program, fn_name: str = "symgrad_fn") -> NumpyFunction:
                     raise ValueError(f"op {op} has no NumPy reference")
                 ref = f"_ref_{op}"
                 namespace[ref] = node.op.reference
+                # "checks" are size constraints compile.py verifies before the call
                 kw = "".join(f", {k}={lit(v)}" for k, v in attrs.items()
-                             if not isinstance(v, ConstData))
+                             if not isinstance(v, ConstData) and k != "checks")
                 expr = f"{ref}({', '.join(args)}{kw})" if args else f"{ref}({kw[2:]})"
         k = counts.get(op, 0)
         counts[op] = k + 1
@@ -146,7 +147,7 @@ def emit(program: Program, fn_name: str = "symgrad_fn") -> NumpyFunction:
     outs = ", ".join(names[id(o)] for o in program.outputs)
     body = [f"def {fn_name}({', '.join(params)}):"]
     body += [f"    {line}" for line in lines]
-    body.append(f"    return ({outs},)")
+    body.append(f"    return ({outs},)" if outs else "    return ()")
     source = "\n".join(body) + "\n"
 
     _counter[0] += 1
