@@ -98,3 +98,22 @@ def test_dump_dir_writes_each_pass(tmp_path):
     assert files[0] == "00-input.txt"
     assert any("autodiff" in f for f in files)
     assert "grad(" in (tmp_path / "00-input.txt").read_text()
+
+
+def test_mlp_weight_gradient_reads_as_softmax_minus_onehot():
+    x = sg.placeholder("x", shape=(None, 4), dtype="float64")
+    W = sg.placeholder("W", shape=(4, 3), dtype="float64")
+    y = sg.placeholder("y", shape=(None,), dtype="int64")
+    loss = sg.nn.cross_entropy(x @ W, y)
+    gW = sg.grad(loss, W)
+    text = sg.pretty(gW)
+    assert text.count("softmax(x @ W)") == 1 and text.count("onehot(y)") == 1
+    assert "x.T @ (" in text and "sum(" not in text
+    f = sg.compile([gW], inputs=[x, W, y])
+    assert f.rewrites.get("canonicalize/sum-where-one_hot") == 1
+    rng = np.random.default_rng(0)
+    X, Wv, Y = rng.standard_normal((5, 4)), rng.standard_normal((4, 3)), np.array([0, 2, 1, 1, 0])
+    z = X @ Wv
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    np.testing.assert_allclose(f(X, Wv, Y)[0], X.T @ (p - np.eye(3)[Y]) / 5, rtol=1e-12)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 
@@ -22,6 +24,7 @@ def test_the_same_expression_built_twice_is_the_same_node() -> None:
         return sg.mean((sg.tanh(x @ w + 1.0) - 2.0) ** 2)
 
     a = build()
+    gc.collect()  # nodes other tests left behind must not be collected mid-count
     count = live_nodes()
     b = build()
     assert a is b
@@ -256,3 +259,13 @@ def test_placeholder_sizes() -> None:
         sg.placeholder("ps_w", (2.5,))
     with pytest.raises(ValueError, match="bad size"):
         sg.placeholder("ps_w", (True,))
+
+
+def test_comparing_a_tensor_with_a_value_by_eq_is_refused():
+    """``x != 0`` would be a Python bool, silently wrong inside sg.where."""
+    x = sg.placeholder("eq_x")
+    with pytest.raises(TypeError, match="sg.not_equal"):
+        sg.where(x != 0, x, 1.0)
+    with pytest.raises(TypeError, match="sg.equal"):
+        _ = x == 1.5
+    assert (x == x) is True and (x != sg.exp(x)) is True

@@ -313,12 +313,20 @@ class Tensor:
         return id(self)
 
     def __eq__(self, other: object) -> bool:  # identity is structural equality here
+        if not isinstance(other, Tensor):
+            raise TypeError(_EQ_MESSAGE)
         return self is other
 
     def __ne__(self, other: object) -> bool:
+        if not isinstance(other, Tensor):
+            raise TypeError(_EQ_MESSAGE)
         return self is not other
 
 
+_EQ_MESSAGE = (
+    "== and != between a tensor and a value would not compare elements (on tensors they "
+    "test whether two graphs are the same node); use sg.equal(x, v) or sg.not_equal(x, v)"
+)
 _api: Any = None
 
 
