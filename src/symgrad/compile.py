@@ -18,7 +18,7 @@ from symgrad.backends.base import Program, get_backend
 from symgrad.errors import InputDTypeError, InputError
 from symgrad.ir import shape as S
 from symgrad.ir.dtypes import DTYPES
-from symgrad.ir.graph import placeholders, to_text, toposort
+from symgrad.ir.graph import order_cache, placeholders, to_text, toposort
 from symgrad.ir.shape import Dim, Size, shape_str
 from symgrad.ir.tensor import Tensor
 from symgrad.ops.api import as_tensor
@@ -334,10 +334,11 @@ def compile(  # noqa: A001 - the public name promised by the API
 
     pm = PassManager(parse_pipeline(pipeline if pipeline is not None else DEFAULT_PIPELINE),
                      verify_each=verify_each, print_changed=print_changed, dump_dir=dump_dir)
-    optimized = pm.run(outs)
-    nodes = toposort(optimized)
-    program = Program(ins, optimized, _size_sources(ins, nodes), nodes)
-    impl = get_backend(backend).build(program)
+    with order_cache():
+        optimized = pm.run(outs)
+        nodes = toposort(optimized)
+        program = Program(ins, optimized, _size_sources(ins, nodes), nodes)
+        impl = get_backend(backend).build(program)
     checks = []
     seen: set[tuple[Any, ...]] = set()
     for node in nodes:

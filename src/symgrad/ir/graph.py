@@ -2,11 +2,41 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from symgrad.errors import SymgradError
 from symgrad.ir.shape import Dim, Size
 from symgrad.ir.tensor import Tensor
+
+
+class order_cache:
+    """Within ``with order_cache():``, graph walks of the same outputs are computed once.
+
+    Nodes are immutable, so the nodes a set of outputs reaches never change; a pipeline
+    walks the same graph in several passes (and the pass manager counts nodes), so the
+    compile driver opens one cache per compilation. Returned lists must not be mutated.
+    """
+
+    def __enter__(self) -> None:
+        _caches.append({})
+
+    def __exit__(self, *exc: object) -> None:
+        _caches.pop()
+
+
+_caches: list[dict[tuple[object, ...], tuple[tuple[Tensor, ...], list[Tensor]]]] = []
+
+
+def _cached(kind: str, outputs: Iterable[Tensor], walk: Callable[[list[Tensor]], list[Tensor]]) -> list[Tensor]:
+    outs = list(outputs)
+    if not _caches:
+        return walk(outs)
+    cache = _caches[-1]
+    key = (kind, *map(id, outs))
+    hit = cache.get(key)
+    if hit is None:
+        hit = cache[key] = (tuple(outs), walk(outs))  # the tuple keeps the ids valid
+    return hit[1]
 
 
 def toposort(outputs: Iterable[Tensor]) -> list[Tensor]:
@@ -14,6 +44,10 @@ def toposort(outputs: Iterable[Tensor]) -> list[Tensor]:
     only on the graph's structure (a depth-first post-order from the outputs, inputs
     left to right). Printers and code generators use it, so text and generated names
     never depend on what else the process built. Iterative, linear."""
+    return _cached("structural", outputs, _toposort)
+
+
+def _toposort(outputs: list[Tensor]) -> list[Tensor]:
     order: list[Tensor] = []
     done: set[int] = set()
     for root in outputs:
@@ -42,6 +76,10 @@ def toposort_by_creation(outputs: Iterable[Tensor]) -> list[Tensor]:
     topological order: collect what is reachable, then sort. Faster than
     :func:`toposort`; passes use it where the order does not reach the user.
     """
+    return _cached("creation", outputs, _by_creation)
+
+
+def _by_creation(outputs: list[Tensor]) -> list[Tensor]:
     seen: dict[int, Tensor] = {}
     stack = [o for o in outputs]
     while stack:

@@ -19,7 +19,7 @@ from importlib import metadata
 from typing import Any, Protocol
 
 from symgrad.errors import PassError, SymgradError
-from symgrad.ir.graph import to_text, toposort_by_creation, verify
+from symgrad.ir.graph import order_cache, to_text, toposort_by_creation, verify
 from symgrad.ir.tensor import Tensor
 
 
@@ -209,6 +209,8 @@ class PassManager:
             with open(os.path.join(dump_dir, "00-input.txt"), "w") as fh:
                 fh.write(to_text(current))
         _current_report.append(self.report)
+        cache = order_cache()
+        cache.__enter__()
         n_before = count_nodes(current)
         try:
             for k, p in enumerate(self.passes, start=1):
@@ -240,6 +242,7 @@ class PassManager:
                         print("\n".join(diff))
                 current = after
         finally:
+            cache.__exit__()
             _current_report.pop()
         return current
 
