@@ -3,7 +3,8 @@
 1. Trains the digits MLP (scikit-learn's bundled 8x8 digits) with a progress bar.
 2. Prints the derived gradient formula of one layer, with the parameters' names.
 3. Fits the linear-regression example and checks a Hessian from one batched pass.
-4. Says where the plots went.
+4. Emits the MLP's training-loss gradient as a standalone C bundle and runs its self-test.
+5. Says where the plots and the bundle went.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from digits_mlp import plot, train_digits_mlp  # noqa: E402
 from linear_regression import fit  # noqa: E402
 
 import symgrad as sg  # noqa: E402
+from symgrad.emit import run_bundle_test  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -56,7 +58,16 @@ def main(argv: list[str] | None = None) -> None:
     print("Hessian of Rosenbrock at 0:")
     print(np.array2string(h(np.zeros(5)), precision=1, suppress_small=True))
 
-    print(f"\n== 4. plots: {curve}")
+    print("\n== 4. a standalone C kernel of the loss and its gradients")
+    grads = sg.grad(loss, list(model.params.values()))
+    outputs = {"loss": loss, **{f"d_{n}": g for n, g in zip(model.params, grads)}}
+    bundle = sg.emit(outputs, [x, y, *model.params.values()], target="c",
+                     out_dir=os.path.join(out, "digits_mlp_c"), name="digits_mlp_grad")
+    result = run_bundle_test(bundle)
+    print(f"wrote {len(bundle.files)} files to {bundle.out_dir}; `make test` there: "
+          f"{result.strip().splitlines()[-1] if result.strip() else 'ok'}")
+
+    print(f"\n== 5. plot: {curve}; C bundle: {bundle.out_dir}")
 
 
 if __name__ == "__main__":

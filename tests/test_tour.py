@@ -1,0 +1,19 @@
+"""The README's first command runs the tour; a one-epoch version must work end to end."""
+
+import os
+import sys
+
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples")
+sys.path.insert(0, EXAMPLES)
+
+
+def test_tour_runs_end_to_end(tmp_path, capsys):
+    from tour import main
+
+    main(["--epochs", "1", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "test accuracy" in out
+    assert "dloss/ddense" in out and "softmax(" in out  # a derived formula with parameter names
+    assert "all outputs match" in out  # the emitted C bundle's own test passed
+    assert (tmp_path / "tour_digits_mlp.png").stat().st_size > 1000
+    assert (tmp_path / "digits_mlp_c" / "Makefile").exists()
