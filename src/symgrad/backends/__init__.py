@@ -9,6 +9,20 @@ def _numpy() -> Backend:
     return NumpyBackend()
 
 
+def _llvm() -> Backend:
+    from symgrad.backends.llvm import LLVMBackend
+
+    return LLVMBackend()
+
+
+def _cuda() -> Backend:
+    from symgrad.backends.cuda import CudaBackend
+
+    return CudaBackend()
+
+
 register_backend("numpy", _numpy)
+register_backend("llvm", _llvm)
+register_backend("cuda", _cuda)
 
 __all__ = ["BACKENDS", "Backend", "Program", "get_backend", "register_backend"]

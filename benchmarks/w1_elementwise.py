@@ -1,0 +1,151 @@
+"""W1: value and gradient of sum(softplus(x)*tanh(x) + sigmoid(x)**2), 4,194,304 float32.
+
+Contenders: a hand-written NumPy version, symgrad's NumPy and LLVM backends (LLVM on 1
+thread and on ``SYMGRAD_NUM_THREADS`` threads), and JAX / PyTorch / PyTensor / a Numba
+hand-fused loop when they are installed. Also the W1 compile time (pipeline + codegen +
+LLVM): cold (cache off) and from the on-disk cache.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import Env, Row, check, peer, timeit  # noqa: E402
+
+N = 4_194_304
+NAME = "W1 elementwise value+grad"
+
+
+def reference(x: np.ndarray) -> tuple[float, np.ndarray]:
+    x = x.astype(np.float64)
+    sp = np.logaddexp(0.0, x)
+    th = np.tanh(x)
+    s = 1.0 / (1.0 + np.exp(-x))
+    value = float(np.sum(sp * th + s * s))
+    grad = s * th + sp * (1.0 - th * th) + 2.0 * s * s * (1.0 - s)
+    return value, grad
+
+
+def numpy_by_hand(x: np.ndarray) -> tuple[Any, np.ndarray]:
+    e = np.exp(-np.abs(x))
+    sp = np.maximum(x, 0) + np.log1p(e)
+    th = np.tanh(x)
+    s = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    value = np.sum(sp * th + s * s)
+    grad = s * th + sp * (1 - th * th) + 2 * s * s * (1 - s)
+    return value, grad
+
+
+def graph() -> tuple[Any, Any]:
+    import symgrad as sg
+
+    x = sg.placeholder("x", (None,), "float32")
+    f = sg.sum(sg.softplus(x) * sg.tanh(x) + sg.sigmoid(x) ** 2)
+    return x, [f, sg.grad(f, x)]
+
+
+def run(quick: bool = False) -> list[Row]:
+    import symgrad as sg
+
+    rng = np.random.default_rng(0)
+    n = N // 16 if quick else N
+    x = (rng.standard_normal(n) * 3).astype(np.float32)
+    want = reference(x)
+    rtol, atol = 2e-4, 2e-4 * np.sqrt(n)  # the sum of n float32 terms
+    rows: list[Row] = []
+
+    def add(name: str, fn: Any, note: str = "") -> None:
+        got = fn()
+        bad = check(name, [got[0]], [want[0]], rtol, atol) or check(name, [got[1]], [want[1]], 1e-4, 1e-5)
+        if bad:
+            rows.append(Row(NAME, name, None, note=f"FAILED CHECK: {bad}"))
+            return
+        med, lo = timeit(fn)
+        rows.append(Row(NAME, name, med, lo, note))
+
+    add("NumPy by hand", lambda: numpy_by_hand(x))
+    xs, outs = graph()
+    f_np = sg.compile(outs, backend="numpy")
+    add("symgrad numpy", lambda: f_np(x=x))
+    f_llvm = sg.compile(outs, backend="llvm")
+    threads = os.environ.get("SYMGRAD_NUM_THREADS") or str(len(os.sched_getaffinity(0)))
+    with Env(SYMGRAD_NUM_THREADS="1"):
+        f_llvm._impl._local.state = None
+        add("symgrad llvm, 1 thread", lambda: f_llvm(x=x))
+    with Env(SYMGRAD_NUM_THREADS=threads):
+        f_llvm._impl._local.state = None
+        add(f"symgrad llvm, {threads} threads", lambda: f_llvm(x=x))
+    f_llvm._impl._local.state = None
+
+    jax = peer("jax")
+    if jax is not None:
+        import jax.numpy as jnp
+
+        def jf(v: Any) -> Any:
+            return jnp.sum(jax.nn.softplus(v) * jnp.tanh(v) + jax.nn.sigmoid(v) ** 2)
+
+        vg = jax.jit(jax.value_and_grad(jf))
+        xj = jnp.asarray(x)
+        add("JAX jit", lambda: tuple(np.asarray(a) for a in jax.block_until_ready(vg(xj))))
+    else:
+        rows.append(Row(NAME, "JAX jit", None, note="not installed"))
+    torch = peer("torch")
+    if torch is not None:
+        xt = torch.from_numpy(x)
+
+        def tf() -> Any:
+            v = xt.clone().requires_grad_(True)
+            y = torch.sum(torch.nn.functional.softplus(v) * torch.tanh(v) + torch.sigmoid(v) ** 2)
+            y.backward()
+            return y.detach().numpy(), v.grad.numpy()
+
+        add("PyTorch eager", tf)
+    else:
+        rows.append(Row(NAME, "PyTorch eager", None, note="not installed"))
+    pt = peer("pytensor")
+    if pt is not None:
+        import pytensor.tensor as ptt
+
+        v = ptt.vector("x", dtype="float32")
+        y = ptt.sum(ptt.softplus(v) * ptt.tanh(v) + ptt.sigmoid(v) ** 2)
+        fpt = pt.function([v], [y, pt.grad(y, v)])
+        add("PyTensor", lambda: fpt(x))
+    else:
+        rows.append(Row(NAME, "PyTensor", None, note="not installed"))
+    numba = peer("numba")
+    if numba is None:
+        rows.append(Row(NAME, "Numba hand-fused loop", None, note="not installed"))
+    rows += compile_times()
+    return rows
+
+
+def compile_times() -> list[Row]:
+    """The W1 graph through pipeline + codegen + LLVM: cold, then from the disk cache."""
+    import symgrad as sg
+    from symgrad.backends.llvm import clear_memory_cache
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, Env(SYMGRAD_CACHE_DIR=tmp):
+        for label in ("cold", "from the disk cache"):
+            clear_memory_cache()
+            t0 = time.perf_counter()
+            _, outs = graph()  # building the graph is part of what a user waits for
+            f = sg.compile(outs, backend="llvm")
+            dt = time.perf_counter() - t0
+            rows.append(Row("W1 compile (llvm)", label, dt, dt, note=f"cache: {f._impl.cache}"))
+    return rows
+
+
+if __name__ == "__main__":
+    from common import fmt_time
+
+    for r in run("--quick" in sys.argv):
+        print(f"{r.workload:32s} {r.contender:28s} {fmt_time(r.median_s):>12s} {r.note}")

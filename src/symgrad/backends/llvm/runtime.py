@@ -1,0 +1,277 @@
+"""Calling compiled programs: buffers, sizes, threads.
+
+A call binds the arrays' data pointers into a *frame* (one pointer per input, output,
+constant and workspace slot) and the size symbols into a ``dims`` array, then either runs
+the whole program with one native call, or, when some kernel is large, runs the kernels
+one by one and splits each large one across a thread pool (the native calls release the
+GIL). ``SYMGRAD_NUM_THREADS`` sets the number of threads (default: the cores this process
+may use); small kernels always stay on the calling thread.
+
+Per-size state (output shapes, the workspace, the frame) is cached per thread, so calls
+with the same sizes allocate only their outputs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from symgrad.backends.llvm.codegen import ERR_BOUNDS, ERR_INDEX, ERR_LAYOUT, OBJECT_LAYOUT, ModuleInfo
+from symgrad.backends.llvm.jit import Engine
+from symgrad.backends.lower import LibCall, LoweredProgram
+from symgrad.errors import InputError
+from symgrad.ir import shape as S
+from symgrad.ir.dtypes import DTYPES
+
+PROGRAM = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p)
+PROGRAM_OBJECTS = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.py_object, ctypes.py_object,
+                                   ctypes.c_void_p, ctypes.c_void_p)
+KERNEL = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                          ctypes.c_int64, ctypes.c_void_p)
+FINISH = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                          ctypes.c_int64)
+
+# a kernel is split when (points x body cost) per thread is at least this much
+PARALLEL_MIN_WORK = 1 << 20
+ALIGN = 64
+
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_pool_lock = threading.Lock()
+
+
+def _object_layout_ok() -> bool:
+    """Whether tuples and arrays are laid out as :data:`OBJECT_LAYOUT` says."""
+    lay = OBJECT_LAYOUT
+    if tuple.__basicsize__ != lay["tuple_items"] or ctypes.sizeof(ctypes.c_void_p) != 8:
+        return False
+    for arr in (np.zeros((3, 2), np.float32), np.ones(5)[::2], np.zeros(()), np.arange(4)):
+        addr = id(arr)
+        if ctypes.c_void_p.from_address(addr + lay["data"]).value != arr.ctypes.data:
+            return False
+        if ctypes.c_int.from_address(addr + lay["flags"]).value != arr.flags.num:
+            return False
+        tup = (arr, arr)
+        if ctypes.c_void_p.from_address(id(tup) + lay["tuple_items"] + 8).value != addr:
+            return False
+    return True
+
+
+OBJECT_ENTRY = _object_layout_ok()
+
+
+def num_threads() -> int:
+    """Threads for large kernels: ``SYMGRAD_NUM_THREADS``, else the usable cores."""
+    env = os.environ.get("SYMGRAD_NUM_THREADS", "").strip()
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise ValueError(f"SYMGRAD_NUM_THREADS must be a positive integer, got {env!r}") from None
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _get_pool(n: int) -> ThreadPoolExecutor:
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool is None or _pool_size < n:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="symgrad")
+            _pool_size = n
+        return _pool
+
+
+def _ready(arrays: tuple[Any, ...]) -> tuple[np.ndarray, ...]:
+    """The arrays, with those that are not C-contiguous and aligned copied."""
+    return tuple([a if a.flags.c_contiguous and a.flags.aligned else np.array(a, order="C")
+                  for a in arrays])
+
+
+@dataclass
+class _Plan:
+    extent: int
+    parts: int
+
+
+class _State:
+    """Everything that depends only on the sizes of a call."""
+
+    def __init__(self, fn: LLVMFunction, dims: tuple[int, ...]) -> None:
+        lp = fn.lp
+        self.dims = dims
+        env = dict(zip(lp.symbols, dims))
+        self.dims_arr = np.array(dims if dims else (0,), dtype=np.int64)
+        self.dims_addr = self.dims_arr.ctypes.data
+        self.out_specs = [(tuple(S.evaluate(s, env) for s in b.shape), DTYPES[b.dtype])
+                          for b in fn.distinct_outputs]
+        layout = fn.info.layout
+        sizes = [max((S.evaluate(b.nbytes, env) for b in slot), default=0) for slot in lp.plan.slots]
+        offsets = []
+        total = 0
+        for n in sizes:
+            offsets.append(total)
+            total += (max(n, 1) + ALIGN - 1) // ALIGN * ALIGN
+        self.workspace = np.empty(total + ALIGN, dtype=np.uint8)
+        base = (self.workspace.ctypes.data + ALIGN - 1) // ALIGN * ALIGN
+        self.frame = np.zeros(max(layout.size, 1), dtype=np.uintp)
+        self.frame_addr = self.frame.ctypes.data
+        first_const = layout.n_inputs + layout.n_outputs
+        for k, b in enumerate(lp.consts):
+            assert b.value is not None
+            self.frame[first_const + k] = b.value.ctypes.data
+        first_slot = first_const + layout.n_consts
+        for k, off in enumerate(offsets):
+            self.frame[first_slot + k] = base + off
+        threads = num_threads()
+        self.plans = []
+        parallel = False
+        for kinfo in fn.info.kernels:
+            extent = S.evaluate(kinfo.extent, env)
+            parts = 1
+            if kinfo.split != "none" and threads > 1 and extent > 1:
+                work = S.evaluate(S.prod([1, *fn.domain_sizes(kinfo.name)]), env) * kinfo.cost
+                parts = int(min(threads, extent, max(1, work // PARALLEL_MIN_WORK)))
+            parallel = parallel or parts > 1
+            self.plans.append(_Plan(extent, parts))
+        self.parallel = parallel
+        nred = max([k.n_reductions for k in fn.info.kernels] + [1])
+        self.partials = np.zeros(threads * nred, dtype=np.int64)
+        self.partials_addr = self.partials.ctypes.data
+        self.nred = nred
+
+
+class LLVMFunction:
+    """A compiled program: ``fn(*arrays) -> tuple of arrays``.
+
+    ``source`` and ``kernels`` are the lowered kernels as text; ``llvm_ir`` generates
+    the (unoptimized) LLVM IR on demand; ``cache`` says where the machine code came from
+    (``built``, ``disk`` or ``memory``).
+    """
+
+    def __init__(self, lp: LoweredProgram, engine: Engine, info: ModuleInfo, how: str,
+                 ir_text: str | None = None) -> None:
+        self.lp = lp
+        self.info = info
+        self.engine = engine
+        self.cache = how
+        self.source = lp.text()
+        self.kernels = self.source
+        self._ir_text = ir_text
+        self._entry = PROGRAM(engine.address(info.entry))
+        self._entry_objects = PROGRAM_OBJECTS(engine.address(info.entry + "_objects")) \
+            if OBJECT_ENTRY else None
+        self._kfns = [KERNEL(engine.address(k.name)) for k in info.kernels]
+        self._fins = {k.name: FINISH(engine.address(k.name + ".finish"))
+                      for k in info.kernels if k.split == "partial"}
+        outs: dict[int, Any] = {}
+        for b in lp.outputs:
+            outs.setdefault(b.index, b)
+        self.distinct_outputs = [outs[i] for i in sorted(outs)]
+        self._out_pos = [b.index for b in lp.outputs]
+        self._dim_sources = [lp.size_sources[s] for s in lp.symbols]
+        self._n_in = len(lp.inputs)
+        self._domains = {k.name: getattr(k, "domain", ()) for k in lp.kernels}
+        self._local = threading.local()
+
+    @property
+    def llvm_ir(self) -> str:
+        if self._ir_text is None:
+            from symgrad.backends.llvm.codegen import Codegen
+
+            self._ir_text = "\n".join(Codegen(self.lp).texts)
+        return self._ir_text
+
+    def domain_sizes(self, name: str) -> tuple[Any, ...]:
+        return tuple(self._domains.get(name, ()))
+
+    def _state(self, dims: tuple[int, ...]) -> _State:
+        st: _State | None = getattr(self._local, "state", None)
+        if st is None or st.dims != dims:
+            st = _State(self, dims)
+            self._local.state = st
+        return st
+
+    def __call__(self, *arrays: Any) -> tuple[np.ndarray, ...]:
+        dims = tuple([arrays[p].shape[ax] for p, ax in self._dim_sources]) \
+            if self._dim_sources else ()
+        st: _State | None = getattr(self._local, "state", None)
+        if st is None or st.dims != dims:
+            st = self._state(dims)
+        outs = tuple([np.empty(shape, dtype) for shape, dtype in st.out_specs])
+        entry = self._entry_objects
+        ndarray = np.ndarray
+        if entry is not None and not st.parallel and all(
+                [isinstance(a, ndarray) for a in arrays]):
+            rc = entry(arrays, outs, st.frame_addr, st.dims_addr)
+            if rc == ERR_LAYOUT:
+                rc = entry(_ready(arrays), outs, st.frame_addr, st.dims_addr)
+            if rc:
+                self._raise(rc)
+            return tuple([outs[i] for i in self._out_pos])
+        ready = _ready(arrays)
+        frame = st.frame
+        for k, a in enumerate(ready):
+            frame[k] = a.ctypes.data
+        n = self._n_in
+        for j, o in enumerate(outs):
+            frame[n + j] = o.ctypes.data
+        if st.parallel:
+            rc = self._run_parallel(st)
+        else:
+            rc = self._entry(st.frame_addr, st.dims_addr)
+        if rc:
+            self._raise(rc)
+        return tuple(outs[i] for i in self._out_pos)
+
+    def _run_parallel(self, st: _State) -> int:
+        frame, dims = st.frame_addr, st.dims_addr
+        for k, (fn, plan, kinfo) in enumerate(zip(self._kfns, st.plans, self.info.kernels)):
+            if plan.parts <= 1:
+                rc = fn(frame, dims, 0, plan.extent, None)
+            else:
+                pool = _get_pool(plan.parts - 1)
+                bounds = [plan.extent * t // plan.parts for t in range(plan.parts + 1)]
+                if kinfo.split == "range":
+                    futures = [pool.submit(fn, frame, dims, bounds[t], bounds[t + 1], None)
+                               for t in range(1, plan.parts)]
+                    rc = fn(frame, dims, bounds[0], bounds[1], None)
+                else:
+                    step = 8 * st.nred
+                    base = st.partials_addr
+                    futures = [pool.submit(fn, frame, dims, bounds[t], bounds[t + 1], base + t * step)
+                               for t in range(1, plan.parts)]
+                    rc = fn(frame, dims, bounds[0], bounds[1], base)
+                for fut in futures:
+                    rc = rc or fut.result()
+                if not rc and kinfo.split == "partial":
+                    rc = self._fins[kinfo.name](frame, dims, st.partials_addr, plan.parts)
+            if rc:
+                return ((k + 1) << 4) | rc
+        return 0
+
+    def _raise(self, rc: int) -> None:
+        k = (rc >> 4) - 1
+        code = rc & 15
+        kern = self.lp.kernels[k] if 0 <= k < len(self.lp.kernels) else None
+        node = kern.nodes[0] if kern is not None and kern.nodes else None
+        where = f" (op {node.op.name} built at {node.loc})" if node is not None else ""
+        if code == ERR_INDEX and isinstance(kern, LibCall):
+            if kern.op == "one_hot":
+                msg = f"one_hot: a label is out of range [0, {kern.attrs['depth']})"
+            else:
+                msg = f"{kern.op}: an index is out of range for axis {kern.attrs.get('axis')}"
+            raise InputError(msg + where)
+        if code == ERR_BOUNDS:
+            raise RuntimeError(f"kernel {kern.name if kern else k} would have read or written "
+                               f"outside a buffer (caught by the bounds-checking build){where}")
+        raise InputError(f"kernel {kern.name if kern else k} failed with code {code}{where}")

@@ -1,0 +1,493 @@
+"""The LLVM backend against the NumPy backend on the same graphs (conformance).
+
+Each case compiles one graph (often with many outputs, to keep LLVM compile time down)
+for both backends and compares every output's dtype, shape and values. The compile
+cache lives in a temporary folder for this module.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+from symgrad.backends.llvm import cache_stats, clear_memory_cache, jit
+from symgrad.errors import InputError, UnsupportedError
+from symgrad.ops.base import Info, Op
+from symgrad.testing import check_backends
+
+EDGE32 = np.array([0.0, -0.0, 1e-38, -1e-45, 0.5, -0.5, 1.0, -1.0, 3.0, -3.0, 20.0, -20.0,
+                   88.0, -88.0, 89.0, -104.0, 1e30, -1e30, np.inf, -np.inf, np.nan], np.float32)
+EDGE64 = np.array([0.0, -0.0, 1e-308, -5e-324, 0.5, -0.5, 1.0, -1.0, 3.0, -3.0, 20.0, -20.0,
+                   709.0, -709.0, 710.0, -745.0, 1e300, -1e300, np.inf, -np.inf, np.nan])
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    path = tmp_path_factory.mktemp("symgrad-cache")
+    old = os.environ.get("SYMGRAD_CACHE_DIR")
+    os.environ["SYMGRAD_CACHE_DIR"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("SYMGRAD_CACHE_DIR", None)
+    else:
+        os.environ["SYMGRAD_CACHE_DIR"] = old
+
+
+def same(outputs: Any, values: dict[str, Any], **tol: Any) -> None:
+    check_backends(outputs, values, ["llvm"], **tol)
+
+
+def edge_values(dtype: str, rng: np.random.Generator) -> np.ndarray:
+    edge = EDGE32 if dtype == "float32" else EDGE64
+    return np.concatenate([edge, rng.standard_normal(43).astype(dtype) * 4]).astype(dtype)
+
+
+# -- elementwise ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_unary_float_ops_with_edge_values(dtype: str, rng: np.random.Generator) -> None:
+    x = sg.placeholder("x", (None,), dtype)
+    t = sg.placeholder("t", (None,), dtype)  # sin and cos are accurate for |t| <= 1e8
+    outs = [sg.exp(x), sg.log(x), sg.log1p(x), sg.expm1(x), sg.sqrt(x), sg.abs(x), sg.sign(x),
+            sg.sin(t), sg.cos(t), sg.tanh(x), sg.erf(x), sg.sigmoid(x), sg.softplus(x),
+            sg.relu(x), sg.floor(x), sg.ceil(x), sg.round(x), -x, sg.square(x),
+            sg.reciprocal(x), x ** 3.0, sg.clip(x, -1.0, 2.0), sg.abs(x) ** t]
+    xv = edge_values(dtype, rng)
+    tv = np.where(np.abs(xv) > 1e8, np.float32(1e8) * np.sign(xv), xv).astype(dtype)
+    tv[-25:-22] = [np.inf, -np.inf, np.nan]
+    same(outs, {"x": xv, "t": tv})
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_binary_ops_broadcast(dtype: str, rng: np.random.Generator) -> None:
+    a = sg.placeholder("a", (None, 1), dtype)
+    b = sg.placeholder("b", (1, 5), dtype)
+    c = sg.placeholder("c", (5,), dtype)
+    outs = [a + b, a - b, a * b, a / b, sg.maximum(a, b), sg.minimum(a, c), sg.abs(a) ** b,
+            a < b, a <= b, a > c, a >= c, sg.equal(a, b), sg.not_equal(a, b),
+            sg.where(a > b, a, c), sg.logical_and(a > 0, b > 0), sg.logical_or(a > 0, b > 0),
+            sg.logical_not(a > c), a * 2.0 + 1.0, 3.0 - c, 1.0 / (a * a + 1.0)]
+    av = rng.standard_normal((4, 1)).astype(dtype)
+    av[0, 0] = np.nan
+    av[1, 0] = 0.0
+    bv = rng.standard_normal((1, 5)).astype(dtype)
+    bv[0, 0] = 0.0
+    bv[0, 1] = -np.inf
+    same(outs, {"a": av, "b": bv, "c": rng.standard_normal(5).astype(dtype)})
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64"])
+def test_integer_and_bool_ops(dtype: str, rng: np.random.Generator) -> None:
+    i = sg.placeholder("i", (3, 4), dtype)
+    j = sg.placeholder("j", (4,), dtype)
+    p = sg.placeholder("p", (3, 4), "bool")
+    outs = [i + j, i - j, i * j, -i, sg.abs(i), sg.sign(i), sg.maximum(i, j), sg.minimum(i, j),
+            sg.relu(i), i < j, sg.equal(i, j), sg.where(p, i, j), p * sg.logical_not(p),
+            sg.power(i, sg.abs(j)), i / j, sg.exp(i), i + 1, i * 2.5, sg.logical_or(p, i > 0)]
+    same(outs, {"i": rng.integers(-5, 6, (3, 4)).astype(dtype),
+                "j": np.array([1, -2, 3, 0], dtype), "p": rng.random((3, 4)) < 0.5})
+
+
+def test_casts_between_all_dtypes(rng: np.random.Generator) -> None:
+    dtypes = ["float32", "float64", "int32", "int64", "bool"]
+    values = {
+        "float32": np.array([0.0, -0.0, 1.5, -2.7, 3e9, 7.0, 1.0], np.float32),
+        "float64": np.array([0.0, -1.5, 2.5, 1e10, -3.9, 0.25, 1.0]),
+        "int32": np.array([0, 1, -1, 2**31 - 1, -(2**31), 7, 3], np.int32),
+        "int64": np.array([0, 1, -1, 2**40, -(2**35), 7, 3], np.int64),
+        "bool": np.array([True, False, True, True, False, False, True]),
+    }
+    ins = {d: sg.placeholder(f"v_{d}", (7,), d) for d in dtypes}
+    outs = []
+    for src in dtypes:
+        for dst in dtypes:
+            if src == dst or (src in ("float32", "float64") and dst in ("int32", "int64")):
+                continue  # float -> int of out-of-range values is undefined in NumPy too
+            outs.append(sg.cast(ins[src], dst))
+    same(outs, {f"v_{d}": v for d, v in values.items()})
+
+
+# -- reductions ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_reductions_axes_keepdims(dtype: str, rng: np.random.Generator) -> None:
+    x = sg.placeholder("x", (None, 4, 5), dtype)
+    outs = []
+    for axis in (None, 0, 1, 2, -1, (0, 2), (1, 2)):
+        for keep in (False, True):
+            outs += [sg.sum(x, axis, keep), sg.max(x, axis, keep), sg.min(x, axis, keep)]
+        outs += [sg.mean(x, axis), sg.prod(x * 0.5, axis), sg.logsumexp(x, axis)]
+    for axis in (0, 1, 2):
+        outs += [sg.argmax(x, axis), sg.argmin(x, axis, keepdims=True)]
+    outs += [sg.argmax(x), sg.var(x, 1), sg.std(x, (0, 1), ddof=1), sg.softmax(x, 1),
+             sg.log_softmax(x, -1), sg.softmax(x, 0)]
+    xv = rng.standard_normal((3, 4, 5)).astype(dtype)
+    xv[1, 2, 3] = xv[1, 2, 0]  # a tie for argmax/argmin
+    same(outs, {"x": xv}, rtol=1e-5 if dtype == "float32" else 1e-11)
+    xv[0, 1, 1] = np.nan
+    xv[2, 0, :] = np.inf
+    same([sg.max(x, 2), sg.min(x, 1), sg.argmax(x, 2), sg.sum(x, 0), sg.logsumexp(x, -1)],
+         {"x": xv})
+
+
+def test_integer_and_bool_reductions(rng: np.random.Generator) -> None:
+    i = sg.placeholder("i", (None, 6), "int32")
+    p = sg.placeholder("p", (None, 6), "bool")
+    outs = [sg.sum(i), sg.sum(i, 0), sg.max(i, 1), sg.min(i, 0), sg.prod(i, 1), sg.argmax(i, 1),
+            sg.sum(p, 1), sg.max(p, 0), sg.min(p, 1), sg.mean(i, 0)]
+    same(outs, {"i": rng.integers(-4, 5, (5, 6)).astype(np.int32), "p": rng.random((5, 6)) < 0.5})
+
+
+def test_large_float32_sum_is_accurate(rng: np.random.Generator) -> None:
+    x = sg.placeholder("x", (None,), "float32")
+    f = sg.compile(sg.sum(x), backend="llvm")
+    xv = rng.random(1_000_003).astype(np.float32)
+    assert abs(float(f(x=xv)) - float(np.sum(xv, dtype=np.float64))) < 1e-7 * xv.size
+
+
+# -- shapes, views, indexing ---------------------------------------------------------------------
+def test_shape_ops_and_slices(rng: np.random.Generator) -> None:
+    x = sg.placeholder("x", (4, None, 6), "float32")
+    y = sg.placeholder("y", (6,), "float32")
+    outs = [sg.transpose(x), x.T + 1.0, sg.reshape(x, (4, -1)), sg.reshape(x.T, (-1,)),
+            sg.broadcast_to(y, (2, 3, 6)), sg.expand_dims(y, 0) * x, sg.squeeze(x[:, :1, :], 1),
+            x[1:3, :, ::2], x[::-1, :, 1], x[2], x[..., None, 3], sg.moveaxis(x, 0, 2) * 2.0,
+            sg.concatenate([x, x * 2.0], 1), sg.stack([y, y + 1.0, y * y], 1),
+            sg.concatenate([x[:, :, :2], x[:, :, 4:]], 2), sg.flatten(x, 1)[:, ::5],
+            sg.swapaxes(x, 1, 2)[:, ::-2], x[3:, 0]]
+    same(outs, {"x": rng.standard_normal((4, 3, 6)).astype(np.float32),
+                "y": rng.standard_normal(6).astype(np.float32)})
+
+
+def test_take_and_one_hot(rng: np.random.Generator) -> None:
+    x = sg.placeholder("x", (5, None), "float64")
+    idx = sg.placeholder("idx", (None,), "int64")
+    lab = sg.placeholder("lab", (2, 3), "int32")
+    outs = [sg.take(x, idx, 0), sg.take(x, idx[:2], 1), x[idx], sg.one_hot(lab, 4),
+            sg.one_hot(lab, 4, "int64"), sg.take(x, lab.astype("int64"), 0)]
+    values = {"x": rng.standard_normal((5, 4)), "idx": np.array([0, -1, 3, 3, 2]),
+              "lab": np.array([[0, 1, 3], [2, 2, 0]], np.int32)}
+    same(outs, values)
+    f = sg.compile(outs, backend="llvm")
+    with pytest.raises(InputError, match="take"):
+        f(**{**values, "idx": np.array([0, 5, 1, 1, 1])})
+    with pytest.raises(InputError, match="one_hot"):
+        f(**{**values, "lab": np.array([[0, 1, 4], [2, 2, 0]], np.int32)})
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int64"])
+def test_matmul_shapes(dtype: str, rng: np.random.Generator) -> None:
+    a = sg.placeholder("a", (None, 3, 4), dtype)
+    b = sg.placeholder("b", (4, 5), dtype)
+    v = sg.placeholder("v", (4,), dtype)
+    c = sg.placeholder("c", (None, 4, 2), dtype)
+    m = a[0]
+    outs = [m @ b, a @ b, a @ c, m @ v, v @ b, v @ v, b.T @ m.T, m.T.T @ b[:, ::2],
+            (b.T @ m[:, :, None][..., 0].T) * 2, sg.dot(m, b), a @ m.T, b[1:3, :].T @ m[:, 1:3].T]
+
+    def data(shape: tuple[int, ...]) -> np.ndarray:
+        if dtype == "int64":
+            return rng.integers(-3, 4, shape)
+        return rng.standard_normal(shape).astype(dtype)
+
+    values = {"a": data((2, 3, 4)), "b": data((4, 5)), "v": data((4,)), "c": data((2, 4, 2))}
+    same(outs, values, **({"rtol": 2e-5, "atol": 2e-5} if dtype == "float32" else {}))
+
+
+def test_matmul_with_empty_sizes(rng: np.random.Generator) -> None:
+    a = sg.placeholder("a", (None, 3), "float32")
+    b = sg.placeholder("b", (3, None), "float32")
+    f = sg.compile(a @ b, backend="llvm")
+    assert f(a=np.ones((0, 3), np.float32), b=np.ones((3, 2), np.float32)).shape == (0, 2)
+    a2 = sg.placeholder("a2", (2, None), "float64")
+    b2 = sg.placeholder("b2", (None, 3), "float64")
+    g = sg.compile(a2 @ b2, backend="llvm")
+    np.testing.assert_array_equal(g(a2=np.ones((2, 0)), b2=np.ones((0, 3))), np.zeros((2, 3)))
+
+
+# -- dynamic sizes, gradients, models -------------------------------------------------------------
+def test_one_function_for_every_batch_size(rng: np.random.Generator) -> None:
+    x = sg.placeholder("x", (None, 3), "float32")
+    w = sg.placeholder("w", (3,), "float32")
+    loss = sg.mean((sg.tanh(x @ w + 1.0) - 2.0) ** 2)
+    outs = [loss, sg.grad(loss, w), sg.grad(loss, x)]
+    f = sg.compile(outs, backend="llvm")
+    ref = sg.compile(outs, backend="numpy")
+    wv = rng.standard_normal(3).astype(np.float32)
+    for n in (7, 1, 300, 0, 7):
+        xv = rng.standard_normal((n, 3)).astype(np.float32)
+        for got, want in zip(f(x=xv, w=wv), ref(x=xv, w=wv)):
+            assert got.shape == want.shape and got.dtype == want.dtype
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_w1_value_and_gradient(rng: np.random.Generator) -> None:
+    x = sg.placeholder("x", (None,), "float32")
+    f = sg.sum(sg.softplus(x) * sg.tanh(x) + sg.sigmoid(x) ** 2)
+    outs = [f, sg.grad(f, x)]
+    same(outs, {"x": rng.standard_normal(10_000).astype(np.float32) * 3}, rtol=1e-5, atol=1e-4)
+    comp = sg.compile(outs, backend="llvm")
+    kernels = comp._impl.kernels
+    assert kernels.count("kernel ") == 1, kernels  # value and gradient in one fused loop
+    assert "reduce" in kernels and "softplus" in kernels
+
+
+def test_mlp_value_and_gradients(rng: np.random.Generator) -> None:
+    X = sg.placeholder("X", (None, 20), "float32")
+    y = sg.placeholder("y", (None,), "int64")
+    W1 = sg.placeholder("W1", (20, 16), "float32")
+    b1 = sg.placeholder("b1", (16,), "float32")
+    W2 = sg.placeholder("W2", (16, 10), "float32")
+    b2 = sg.placeholder("b2", (10,), "float32")
+    z = sg.relu(X @ W1 + b1) @ W2 + b2
+    loss = -sg.mean(sg.sum(sg.one_hot(y, 10) * sg.log_softmax(z), -1))
+    outs = [loss, *sg.grad(loss, [W1, b1, W2, b2])]
+    values = {"X": rng.standard_normal((32, 20)).astype(np.float32),
+              "y": rng.integers(0, 10, 32),
+              "W1": (rng.standard_normal((20, 16)) * 0.3).astype(np.float32),
+              "b1": rng.standard_normal(16).astype(np.float32) * 0.1,
+              "W2": (rng.standard_normal((16, 10)) * 0.3).astype(np.float32),
+              "b2": np.zeros(10, np.float32)}
+    same(outs, values, rtol=2e-5, atol=1e-6)
+    same([sg.grad(sg.sum(sg.nn.cross_entropy(z, y)), X)], values, rtol=2e-5, atol=1e-6)
+
+
+def test_gradients_of_shape_ops_and_indexing(rng: np.random.Generator) -> None:
+    x = sg.placeholder("x", (4, 6), "float64")
+    idx = sg.placeholder("idx", (5,), "int64")
+    y = sg.sum(sg.take(x, idx, 0) ** 2) + sg.sum(sg.concatenate([x[:, ::2], x.T[1:3].T], 1) * 3.0)
+    y = y + sg.sum(sg.max(x, 1)) + sg.sum(sg.prod(x[:2], 0)) + sg.sum(sg.reshape(x, (3, 8))[1])
+    same([y, sg.grad(y, x)], {"x": rng.standard_normal((4, 6)), "idx": np.array([0, 3, 3, -1, 1])})
+
+
+# -- inputs --------------------------------------------------------------------------------------
+def test_unusual_input_arrays(rng: np.random.Generator) -> None:
+    x = sg.placeholder("x", (None, 3), "float32")
+    w = sg.placeholder("w", (3, 3), "float32")
+    outs = [sg.exp(x) @ w, sg.sum(x * 2.0, 0)]
+    f = sg.compile(outs, backend="llvm")
+    ref = sg.compile(outs, backend="numpy")
+    base = rng.standard_normal((8, 6)).astype(np.float32)
+    wv = rng.standard_normal((3, 3)).astype(np.float32)
+    readonly = wv.copy()
+    readonly.setflags(write=False)
+    raw = np.zeros(4 * 24 + 1, np.uint8)
+    misaligned = np.frombuffer(raw.data, np.float32, 24, offset=1).reshape(8, 3)
+    misaligned[...] = base[:, :3]
+    cases = [
+        (base[:, ::2], wv),                                   # strided
+        (np.asfortranarray(base[:, :3]), readonly),           # Fortran order, read-only
+        (base[:, :3].astype(">f4"), wv.astype(">f4")),        # big-endian
+        (misaligned, wv),                                     # not aligned
+        (base[:, :3].astype(np.float64), wv),                 # cast by the driver
+    ]
+    for xv, w_ in cases:
+        for got, want in zip(f(x=xv, w=w_), ref(x=xv, w=w_)):
+            np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-5)
+    assert readonly.flags.writeable is False
+
+
+def test_output_of_input_and_duplicated_outputs(rng: np.random.Generator) -> None:
+    x = sg.placeholder("x", (None,), "float32")
+    f = sg.compile([x, x.T, x + 1.0, x + 1.0, sg.constant(np.arange(3.0)), sg.mean(x)],
+                   backend="llvm")
+    xv = rng.standard_normal(5).astype(np.float32)
+    out = f(x=xv)
+    assert out[0] is not xv and not np.shares_memory(out[0], xv)
+    np.testing.assert_array_equal(out[0], xv)
+    np.testing.assert_array_equal(out[2], out[3])
+    np.testing.assert_array_equal(out[4], np.arange(3.0))
+    np.testing.assert_allclose(out[5], xv.mean(), rtol=1e-6)
+
+
+def test_threads_split_large_kernels(monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator) -> None:
+    monkeypatch.setenv("SYMGRAD_NUM_THREADS", "2")
+    x = sg.placeholder("x", (None, 64), "float32")
+    y = sg.tanh(x) * 2.0 + x
+    outs = [sg.sum(y * y), y, sg.sum(y, 1), sg.max(y, 0)]
+    f = sg.compile(outs, backend="llvm")
+    ref = sg.compile(outs, backend="numpy")
+    xv = rng.standard_normal((40_000, 64)).astype(np.float32)
+    for got, want in zip(f(x=xv), ref(x=xv)):
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-4)
+    assert f._impl._state((40_000,)).parallel
+    monkeypatch.setenv("SYMGRAD_NUM_THREADS", "1")
+    f1 = sg.compile(outs, backend="llvm")
+    assert not f1._impl._state((40_000,)).parallel
+    for got, want in zip(f(x=xv), f1(x=xv)):
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-4)
+
+
+# -- errors --------------------------------------------------------------------------------------
+def test_unsupported_ops_are_listed_with_their_lines() -> None:
+    def infer(inputs: tuple[Any, ...], attrs: dict[str, Any]) -> Info:
+        return Info(inputs[0].shape, inputs[0].dtype)
+
+    mystery = Op("mystery", "nn", infer, lambda x: x)  # declared here, never registered
+    x = sg.placeholder("x", (3,), "float32")
+    y = mystery(x) + mystery(x * 2.0)
+    with pytest.raises(UnsupportedError) as info:
+        sg.compile(y, backend="llvm")
+    text = str(info.value)
+    assert text.count("mystery") == 2 and "test_llvm_backend.py" in text
+
+
+# -- the cache -----------------------------------------------------------------------------------
+def _graph() -> Any:
+    x = sg.placeholder("x", (None,), "float64")
+    return sg.sum(sg.sin(x) * 1.25 + sg.cos(x * 0.5))
+
+
+def test_disk_cache_hit_and_corruption(_cache_dir: Path) -> None:
+    y = _graph()
+    first = sg.compile(y, backend="llvm")
+    clear_memory_cache()
+    before = cache_stats().disk_hits
+    second = sg.compile(y, backend="llvm")
+    assert second._impl.cache == "disk" and cache_stats().disk_hits == before + 1
+    xv = np.linspace(-3, 3, 11)
+    assert float(first(x=xv)) == float(second(x=xv))
+    entries = list((_cache_dir / "llvm").glob("*/*.o"))
+    assert entries
+    for p in entries:
+        data = p.read_bytes()
+        p.write_bytes(data[: len(data) // 2])  # truncated
+    clear_memory_cache()
+    corrupted = cache_stats().corrupted
+    third = sg.compile(y, backend="llvm")
+    assert third._impl.cache == "built" and cache_stats().corrupted > corrupted
+    assert "corrupted" in cache_stats().last_miss
+    assert float(third(x=xv)) == float(first(x=xv))
+
+
+def test_cache_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYMGRAD_CACHE_DIR", "off")
+    clear_memory_cache()
+    f = sg.compile(_graph() * 3.0, backend="llvm")
+    assert f._impl.cache == "built" and cache_stats().last_miss == "disk cache off"
+
+
+def test_two_processes_compile_the_same_function(tmp_path: Path) -> None:
+    script = textwrap.dedent("""
+        import numpy as np, symgrad as sg
+        x = sg.placeholder("x", (None,), "float32")
+        y = sg.sum(sg.exp(x) * 3.0 - x)
+        f = sg.compile(y, backend="llvm")
+        print(float(f(x=np.ones(10, np.float32))))
+    """)
+    env = {**os.environ, "SYMGRAD_CACHE_DIR": str(tmp_path)}
+    procs = [subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+        assert abs(float(out) - 10 * (3 * np.e - 1)) < 1e-3
+    assert len(list((tmp_path / "llvm").glob("*/*.o"))) == 1
+    assert not list((tmp_path / "llvm").glob("*/.tmp-*"))
+
+
+def test_cache_key_covers_host_and_sources() -> None:
+    key = jit.cache_key("program text")
+    assert key == jit.cache_key("program text") and key != jit.cache_key("program text 2")
+    assert jit.host_description() in jit.host_description()  # stable within a process
+
+
+# -- every reference case, convolution, pooling, random numbers -------------------------------
+def _reference_cases() -> list[Any]:
+    sys.path.insert(0, str(Path(__file__).parent))
+    import test_ops_reference as ref  # the NumPy-reference cases of every registered op
+
+    return [ref, ref.CASES]
+
+
+@pytest.mark.parametrize("chunk", range(8))
+def test_every_reference_case_matches_the_numpy_backend(chunk: int) -> None:
+    """Each case of ``test_ops_reference`` (one dtype per case, rotating), many cases per
+    compiled function; every output is compared with the NumPy backend's."""
+    ref, cases = _reference_cases()
+    rng = np.random.default_rng(chunk)
+    outs: list[Any] = []
+    labels: list[str] = []
+    values: dict[str, np.ndarray] = {}
+    for k, c in enumerate(cases):
+        if k % 8 != chunk:
+            continue
+        dtype = c.dtypes[k % len(c.dtypes)]
+        phs = [sg.placeholder(f"c{k}_{name}", shape, spec or dtype)
+               for name, (shape, _, spec) in c.inputs.items()]
+        vals = ref._values(c, dtype, rng)
+        values.update({f"c{k}_{name}": v for name, v in vals.items()})
+        out = c.build(*phs)
+        for o in out if isinstance(out, (list, tuple)) else [out]:
+            outs.append(o)
+            labels.append(f"{c.id}-{dtype}")
+    with np.errstate(all="ignore"):
+        want = sg.compile(outs, backend="numpy")(**values)
+    got = sg.compile(outs, backend="llvm")(**values)
+    failures = []
+    for label, g, w, o in zip(labels, got, want, outs):
+        try:
+            assert g.dtype == w.dtype and g.shape == w.shape, f"{g.dtype}{g.shape} vs {w.dtype}{w.shape}"
+            rt, at = (2e-5, 2e-6) if o.dtype == "float32" else (1e-11, 1e-13)
+            np.testing.assert_allclose(g, w, rtol=rt, atol=at, equal_nan=True)
+        except AssertionError as exc:
+            failures.append(f"{label}: {str(exc)[:300]}")
+    assert not failures, "\n".join(failures)
+
+
+def test_convolution_and_pooling_with_gradients(rng: np.random.Generator) -> None:
+    x = sg.placeholder("x", (None, 3, 7, 6), "float64")
+    w = sg.placeholder("w", (4, 3, 3, 2), "float64")
+    outs = []
+    for st, pad, dil in [((1, 1), (0, 0), (1, 1)), ((2, 1), (1, 1), (1, 2)), ((1, 2), (1, 0), (2, 1))]:
+        y = sg.nn.conv2d(x, w, stride=st, padding=pad, dilation=dil)
+        outs += [y, *sg.grad(sg.sum(y * y), [x, w])]
+    for k, st, pad in [((2, 2), (2, 2), (0, 0)), ((3, 3), (1, 2), (1, 1)), ((2, 3), (1, 1), (1, 1))]:
+        m = sg.nn.max_pool2d(x, k, st, pad)
+        a = sg.nn.avg_pool2d(x, k, st, pad)
+        outs += [m, a, *sg.grad(sg.sum(m * m) + sg.sum(a * a * a), [x])]
+    xv = rng.standard_normal((2, 3, 7, 6))
+    xv[0, 0, 0, :2] = 1.0  # a tie inside a pooling window
+    same(outs, {"x": xv, "w": rng.standard_normal((4, 3, 3, 2))}, rtol=1e-10, atol=1e-10)
+
+
+def test_random_numbers_and_arange() -> None:
+    from symgrad.ops.random_ops import random_normal, random_uniform
+
+    x = sg.placeholder("x", (None, 2), "float32")
+    seed = sg.placeholder("seed", (), "int64")
+    outs = [random_uniform((x.shape[0], 5), seed, 3), random_uniform((2, 3), 7, seed, "float64"),
+            sg.arange(x.shape[0]) * 2, random_normal((4,), seed) + x[0, 0],
+            sg.transpose(random_uniform((3, x.shape[0]), seed, 1))]
+    same(outs, {"x": np.ones((6, 2), np.float32), "seed": np.int64(-42)}, rtol=1e-6)
+
+
+def test_bounds_checking_build_catches_a_bad_access(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With SYMGRAD_LLVM_CHECK_BOUNDS=1 every load and store is checked (the conformance
+    suite passes in that mode too); here an access is corrupted on purpose to see it fire."""
+    from dataclasses import replace
+
+    from symgrad.backends.base import Program
+    from symgrad.backends.llvm import codegen
+    from symgrad.backends.llvm.runtime import LLVMFunction
+    from symgrad.backends.lower import lower
+
+    x = sg.placeholder("x", (None,), "float32")
+    y = sg.exp(x) + 1.0
+    lp = lower(Program([x], [y], {"x.0": (0, 0)}))
+    (kern,) = lp.kernels
+    kern.operands[0] = replace(kern.operands[0], offset=3)  # reads 3 elements past the end
+    text = "\n".join(codegen.Codegen(lp, jit.process_triple(),
+                                     str(jit.target_machine().target_data),
+                                     check_bounds=True).texts)
+    engine = jit.Engine([jit.optimize_to_object(text)])
+    fn = LLVMFunction(lp, engine, codegen.module_info(lp), "built")
+    with pytest.raises(RuntimeError, match="outside a buffer"):
+        fn(np.ones(5, np.float32))
