@@ -74,6 +74,19 @@ class Function:
         # backends that run on a GPU take device arrays (CuPy, PyTorch...) as they are
         self._device_ok = bool(getattr(impl, "accepts_device_arrays", False))
         self._fast = None if check_nan or self._device_ok else _fast_binder(inputs, checks)
+        # outputs computed by an op that makes a new array (no view, input or constant,
+        # no duplicate) need no aliasing check at call time
+        firsts: dict[int, int] = {}
+        self._plan = []
+        for k, o in enumerate(outputs):
+            if firsts.setdefault(id(o), k) != k or o.op.name in ("placeholder", "constant"):
+                self._plan.append(_COPY)
+            elif o.op.name in _MAYBE_VIEWS:
+                self._plan.append(_CHECK)
+            else:
+                self._plan.append(_FRESH)
+        self._fresh = all(p == _FRESH for p in self._plan)
+        self._simple = all(p != _CHECK for p in self._plan)
 
     @property
     def graph_text(self) -> str:
@@ -148,8 +161,15 @@ class Function:
         outs = self._impl(*arrays)
         if self._device_ok:  # such a backend returns fresh arrays, on the host or the device
             return outs[0] if self._single else tuple(outs)
-        if len(outs) == 1:
-            result: tuple[np.ndarray, ...] = (_own(outs[0], arrays),)
+        if self._fresh:
+            result: tuple[np.ndarray, ...] = tuple(
+                o if type(o) is np.ndarray else np.asarray(o) for o in outs)
+        elif self._simple:
+            result = tuple(
+                np.array(o) if p == _COPY else o if type(o) is np.ndarray else np.asarray(o)
+                for o, p in zip(outs, self._plan))
+        elif len(outs) == 1:
+            result = (_own(outs[0], arrays),)
         else:  # outputs must not share memory with the inputs nor with each other
             seen = list(arrays)
             for o in outs:
@@ -214,6 +234,11 @@ def _fast_binder(inputs: list[Tensor], checks: list[tuple[str, Size, Size, str, 
     lines.append(f"    return [{', '.join(f'v{i}' for i in range(n))}]")
     exec("\n".join(lines) + "\n", ns)  # no user text in the source: see the docstring
     return ns["_fast"]
+
+
+_FRESH, _COPY, _CHECK = 0, 1, 2
+_MAYBE_VIEWS = frozenset({"placeholder", "constant", "reshape", "transpose", "broadcast_to",
+                          "slice", "cast"})
 
 
 def _own(value: Any, inputs: list[np.ndarray]) -> np.ndarray:
