@@ -22,7 +22,6 @@ import pytest
 import symgrad as sg
 from symgrad.backends.cstyle.run import find_cc
 from symgrad.emit import run_bundle_test
-from symgrad.errors import UnsupportedError
 
 HERE = Path(__file__).parent
 SHIM = Path(sg.__file__).parent / "backends" / "cuda" / "shim.h"
@@ -105,11 +104,7 @@ def test_bundle_passes_its_test(workload, target, tmp_path):
 
 @pytest.mark.parametrize("target", _target_params())
 def test_conv_net_step_bundle(target, tmp_path):
-    try:
-        bundle = _emit("conv_step", target, tmp_path / target)
-    except UnsupportedError as exc:
-        assert "conv2d" in str(exc)
-        pytest.skip(f"the lowered kernel form has no convolution yet: {str(exc).splitlines()[0]}")
+    bundle = _emit("conv_step", target, tmp_path / target)
     out = run_bundle_test(bundle, MAKE_TARGET[target], MAKE_VARS[target])
     assert "conv_step: all outputs match" in out, out
 
