@@ -666,10 +666,6 @@ def _ref_erf(x):
     x = np.asarray(x)
     return np.vectorize(math.erf, otypes=[np.float64])(x).astype(x.dtype)
 """,
-    "softplus": """
-def _ref_softplus(x):
-    return np.logaddexp(0, x)
-""",
     "argmax": """
 def _ref_argmax(x, *, axes, keepdims):
     return np.asarray(np.argmax(x, axis=axes[0], keepdims=keepdims), dtype=np.int64)
