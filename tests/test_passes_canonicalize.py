@@ -419,3 +419,13 @@ def test_reshapes_move_inside_scalar_products_and_keepdims_sums():
         %4 = neg(%2) : float32[5]
         return %3, %4
     """)
+
+
+def test_add_self_becomes_a_doubling():
+    x = sg.placeholder("dbl_x", shape=(3,), dtype="float64")
+    y = sg.exp(x) + sg.exp(x)
+    f = sg.compile(y, pipeline="canonicalize")
+    assert f.rewrites.get("canonicalize/add-self") == 1
+    assert "add" not in f.graph_text and "mul" in f.graph_text
+    v = np.array([0.5, -1.0, 700.0])
+    np.testing.assert_array_equal(f(v), np.exp(v) + np.exp(v))  # exact, inf included

@@ -111,6 +111,14 @@ def add_zero(node: Tensor, i: Inputs, ctx: Ctx) -> Tensor | None:
     return None
 
 
+def add_self(node: Tensor, i: Inputs, ctx: Ctx) -> Tensor | None:
+    """x + x -> 2 * x (exact: doubling only changes the exponent)."""
+    a, b = i
+    if a is not b or node.dtype not in FLOATS:
+        return None
+    return fit(ctx.settle(F.mul(F.as_tensor(2.0, node.dtype), a)), node)
+
+
 def add_neg(node: Tensor, i: Inputs, ctx: Ctx) -> Tensor | None:
     a, b = i
     if _free(b, "neg", ctx):
@@ -464,7 +472,8 @@ def table() -> dict[str, list[tuple[str, RuleFn]]]:
     """The rules by op name (every elementwise op also gets ``unbroadcast``)."""
     rules: dict[str, list[tuple[str, RuleFn]]] = {
         "mul": [("mul-const", mul_const), ("mul-neg", mul_neg)],
-        "add": [("add-zero", add_zero), ("add-neg", add_neg), ("factor", factor_common)],
+        "add": [("add-zero", add_zero), ("add-self", add_self), ("add-neg", add_neg),
+                ("factor", factor_common)],
         "sub": [("sub-zero", sub_zero), ("sub-neg", sub_neg), ("sub-self", sub_self),
                 ("factor", factor_common)],
         "neg": [("neg-neg", neg_neg)],
@@ -496,7 +505,7 @@ def triggers() -> dict[str, frozenset[str]]:
     """Which input ops can make a rule fire, by op (the others are skipped quickly)."""
     out = {
         "mul": _CONSTISH | {"neg"},
-        "add": _CONSTISH | {"neg", "mul"},
+        "add": _CONSTISH | {"neg", "mul", "="},
         "sub": _CONSTISH | {"neg", "mul", "="},
         "div": _CONSTISH | {"neg"},
         "pow": _CONSTISH,
