@@ -105,13 +105,17 @@ class Tensor:
         raise TypeError("tensors are built by ops; use sg.placeholder, sg.constant or an op")
 
     @staticmethod
-    def make(op: Op, inputs: tuple[Tensor, ...], attrs: Attrs = ()) -> Tensor:
-        """Return the node ``op(inputs; attrs)``, creating it only if it does not exist."""
+    def make(op: Op, inputs: tuple[Tensor, ...], attrs: Attrs = (), like: Tensor | None = None) -> Tensor:
+        """Return the node ``op(inputs; attrs)``, creating it only if it does not exist.
+
+        ``like``: a node of the same op and attributes whose inputs had the same shapes and
+        dtypes as ``inputs``; its type is reused instead of re-running the shape rule.
+        """
         key = (op.name, attrs, tuple(map(id, inputs)))
         node = _table.get(key)
         if node is not None:
             return node
-        info = op.infer(inputs, dict(attrs))
+        info: Any = like if like is not None else op.infer(inputs, dict(attrs))
         node = object.__new__(Tensor)
         node.op = op
         node.inputs = inputs

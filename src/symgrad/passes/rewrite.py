@@ -14,7 +14,8 @@ def rebuild(node: Tensor, inputs: tuple[Tensor, ...]) -> Tensor:
     """``node`` with new inputs (the same node when nothing changed)."""
     if all(a is b for a, b in zip(inputs, node.inputs)):
         return node
-    return Tensor.make(node.op, inputs, node.attrs)
+    same_types = all(a.shape == b.shape and a.dtype == b.dtype for a, b in zip(inputs, node.inputs))
+    return Tensor.make(node.op, inputs, node.attrs, like=node if same_types else None)
 
 
 def rewrite(outputs: Sequence[Tensor], rule: Rule, order: Sequence[Tensor] | None = None) -> list[Tensor]:
