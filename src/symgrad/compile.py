@@ -78,8 +78,13 @@ class Function:
         # no duplicate) need no aliasing check at call time
         firsts: dict[int, int] = {}
         self._plan = []
+        fresh_backend = bool(getattr(impl, "outputs_are_fresh", False))
         for k, o in enumerate(outputs):
-            if firsts.setdefault(id(o), k) != k or o.op.name in ("placeholder", "constant"):
+            if firsts.setdefault(id(o), k) != k:
+                self._plan.append(_COPY)
+            elif fresh_backend:
+                self._plan.append(_FRESH)
+            elif o.op.name in ("placeholder", "constant"):
                 self._plan.append(_COPY)
             elif o.op.name in _MAYBE_VIEWS:
                 self._plan.append(_CHECK)

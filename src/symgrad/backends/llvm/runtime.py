@@ -166,6 +166,8 @@ class LLVMFunction:
         self.cache = how
         self.source = lp.text()
         self.kernels = self.source
+        # every call returns arrays it has just allocated (np.empty), none an input's view
+        self.outputs_are_fresh = True
         self._ir_text = ir_text
         self._entry = PROGRAM(engine.address(info.entry))
         self._entry_objects = PROGRAM_OBJECTS(engine.address(info.entry + "_objects")) \
