@@ -266,20 +266,18 @@ class Layer:
     @property
     def params(self) -> dict[str, Tensor]:
         """Every trainable parameter placeholder of this layer and its children, by name."""
-        out: dict[str, Tensor] = {}
-        for layer in self._walk():
-            vs = layer._own_vars()
-            for spec in layer.param_specs():
-                out[vs[spec.local].name or spec.local] = vs[spec.local]
-        return out
+        return self._collect(lambda layer: layer.param_specs())
 
     @property
     def buffers(self) -> dict[str, Tensor]:
         """Every buffer placeholder (state updated by training, not by gradients)."""
+        return self._collect(lambda layer: layer.buffer_specs())
+
+    def _collect(self, specs_of: Any) -> dict[str, Tensor]:
         out: dict[str, Tensor] = {}
         for layer in self._walk():
             vs = layer._own_vars()
-            for spec in layer.buffer_specs():
+            for spec in specs_of(layer):
                 out[vs[spec.local].name or spec.local] = vs[spec.local]
         return out
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import builtins
 import keyword
+import os
 import re
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 from typing import Any, Protocol
 
 from symgrad.ir.graph import toposort
@@ -76,6 +79,25 @@ def get_backend(name: str) -> Backend:
     return BACKENDS[name]()
 
 
+# -- on-disk caches --------------------------------------------------------------------------
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one,
+    never a partial one (temp file in the same folder, then ``os.replace``). Two
+    processes writing the same entry both succeed. Raises ``OSError`` on failure."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
 # -- names in generated code ----------------------------------------------------------------
 _RESERVED = set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins)) | {"np", "self"}
 
@@ -121,5 +143,5 @@ def _floordiv_expr(a: FloorDiv, names: dict[str, str]) -> str:
     return f"({size_expr(a.num, names)} // {a.den})"
 
 
-__all__ = ["BACKENDS", "Backend", "Built", "Dim", "Namer", "Program", "get_backend",
+__all__ = ["BACKENDS", "Backend", "Built", "Dim", "Namer", "Program", "atomic_write", "get_backend",
            "register_backend", "size_expr"]

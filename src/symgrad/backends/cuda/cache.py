@@ -16,9 +16,10 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from symgrad.backends.base import atomic_write
 
 MAGIC = b"SGCACHE1"
 _HEADER = struct.Struct("<8s32sQ")
@@ -91,18 +92,7 @@ class ArtifactCache:
         p = self.path(key)
         blob = _HEADER.pack(MAGIC, hashlib.sha256(payload).digest(), len(payload)) + payload
         try:
-            p.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=p.parent)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(blob)
-                os.replace(tmp, p)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
+            atomic_write(p, blob)
         except OSError as e:
             self.write_errors.append(f"{p}: {e}")
             return None

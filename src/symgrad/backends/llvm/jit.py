@@ -21,7 +21,6 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
-import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +30,8 @@ from typing import Any
 
 import llvmlite
 import llvmlite.binding as llvm
+
+from symgrad.backends.base import atomic_write
 
 OPT_LEVEL = 3
 MAGIC = b"SYMGRAD-LLVM-OBJECT-1\n"
@@ -257,18 +258,7 @@ def _read(path: Path) -> bytes | None:
 
 def _write(path: Path, obj: bytes) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(MAGIC + hashlib.sha256(obj).digest() + obj)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        atomic_write(path, MAGIC + hashlib.sha256(obj).digest() + obj)
     except OSError:
         pass  # a read-only or full cache folder only costs the next compile
 
