@@ -9,6 +9,7 @@ naming the input. Inputs are never written to.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -92,6 +93,15 @@ class Function:
                 self._plan.append(_FRESH)
         self._fresh = all(p == _FRESH for p in self._plan)
         self._simple = all(p != _CHECK for p in self._plan)
+        # a native backend's fast call: checks, allocation and the run in one native
+        # function for the common positional call; it hands anything else back
+        make = getattr(impl, "fast_callable", None)
+        self._cfast = make(single) if make is not None and self._fast is not None \
+            and not checks and self._fresh else None
+        self._slow = getattr(impl, "SLOW", None)
+        # the keyword arguments in input order, as a tuple (KeyError when one is missing)
+        self._by_name: Any = operator.itemgetter(*self.inputs) if len(inputs) > 1 else \
+            (lambda kw, _n=tuple(self.inputs): tuple([kw[k] for k in _n]))
 
     @property
     def graph_text(self) -> str:
@@ -160,6 +170,19 @@ class Function:
         return arrays, env
 
     def __call__(self, /, *args: Any, **kwargs: Any) -> Any:  # "/": an input may be named self
+        fast = self._cfast
+        if fast is not None:
+            if not kwargs:
+                out = fast(*args)
+            elif args or len(kwargs) != len(self.inputs):
+                out = self._slow
+            else:
+                try:
+                    out = fast(*self._by_name(kwargs))
+                except KeyError:
+                    out = self._slow
+            if out is not self._slow:
+                return out
         arrays = self._fast(args, kwargs) if self._fast is not None else None
         if arrays is None:
             arrays, _ = self.bind(args, kwargs)

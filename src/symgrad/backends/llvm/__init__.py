@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from symgrad.backends.base import Program
-from symgrad.backends.llvm import jit
+from symgrad.backends.llvm import fastcall, jit
 from symgrad.backends.llvm.codegen import SUPPORTED_OPS, Codegen, module_info, module_parts
 from symgrad.backends.llvm.jit import cache_stats, clear_memory_cache
 from symgrad.backends.llvm.runtime import LLVMFunction, num_threads
@@ -27,7 +27,8 @@ class LLVMBackend:
     def build(self, program: Program) -> LLVMFunction:
         lp = lower(program, backend="llvm", elementwise=SUPPORTED_OPS)
         bounds = os.environ.get("SYMGRAD_LLVM_CHECK_BOUNDS", "") not in ("", "0")
-        key = jit.cache_key(f"llvm backend {BACKEND_VERSION} bounds={bounds}\n" + lp.text())
+        key = jit.cache_key(f"llvm backend {BACKEND_VERSION} bounds={bounds} "
+                            f"fast={fastcall.available()}\n" + lp.text())
         ir_texts: list[str] = []
 
         def build_objects() -> list[bytes]:

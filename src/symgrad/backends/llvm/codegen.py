@@ -22,6 +22,7 @@ from typing import Any
 
 from llvmlite import ir
 
+from symgrad.backends.llvm import fastcall
 from symgrad.backends.llvm.mathlib import (
     INLINE_MATH_LIMIT,
     MATH_FUNCTIONS,
@@ -1090,3 +1091,6 @@ class Codegen:
                 b.ret(b.or_(ir.Constant(I32, (k + 1) << 4), r))
         b.ret(ir.Constant(I32, 0))
         self._entry_objects(fn)
+        fast = fastcall.FastLayout.of(self.lp) if fastcall.available() else None
+        if fast is not None:
+            fastcall.emit(self.module, fn, fast, self.info.entry + "_fast")

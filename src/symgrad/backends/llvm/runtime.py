@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from symgrad.backends.llvm import fastcall
 from symgrad.backends.llvm.codegen import ERR_BOUNDS, ERR_INDEX, ERR_LAYOUT, OBJECT_LAYOUT, ModuleInfo
 from symgrad.backends.llvm.jit import Engine
 from symgrad.backends.lower import LibCall, LoweredProgram
@@ -39,6 +40,8 @@ FINISH = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctyp
 
 # a kernel is split when (points x body cost) per thread is at least this much
 PARALLEL_MIN_WORK = 1 << 20
+# calls whose workspace is at most this size take the fast native call (fastcall.py)
+FAST_MAX_WORKSPACE = 1 << 20
 ALIGN = 64
 
 _pool: ThreadPoolExecutor | None = None
@@ -184,6 +187,28 @@ class LLVMFunction:
         self._n_in = len(lp.inputs)
         self._domains = {k.name: getattr(k, "domain", ()) for k in lp.kernels}
         self._local = threading.local()
+        layout = fastcall.FastLayout.of(lp) if fastcall.available() else None
+        self._fast = fastcall.FastCall(layout, engine.address(info.entry + "_fast")) \
+            if layout is not None else None
+        # what a fast call returns when the call needs the general path
+        self.SLOW = fastcall.SLOW
+        if self._fast is not None and not lp.symbols:
+            self._prepare_fast(_State(self, ()), own=True)
+
+    def fast_callable(self, single: bool) -> Any:
+        """A builtin ``f(*arrays)`` for the common call (see :mod:`.fastcall`): the
+        outputs (the array alone when ``single``), or :attr:`SLOW` when the call needs
+        this object's ``__call__``; None when this program has no fast call."""
+        return self._fast.callable(single) if self._fast is not None else None
+
+    def _prepare_fast(self, st: _State, own: bool = False) -> None:
+        """Let fast calls use sizes ``st.dims`` (the state itself when ``own``)."""
+        fast = self._fast
+        if fast is None or st.parallel or st.workspace.nbytes > FAST_MAX_WORKSPACE:
+            return
+        if fast.state is None or fast.state.dims != st.dims:
+            # a state of its own: the thread-local ones are used with the GIL released
+            fast.prepare(st if own else _State(self, st.dims))
 
     @property
     def llvm_ir(self) -> str:
@@ -201,6 +226,7 @@ class LLVMFunction:
         if st is None or st.dims != dims:
             st = _State(self, dims)
             self._local.state = st
+            self._prepare_fast(st)
         return st
 
     def __call__(self, *arrays: Any) -> tuple[np.ndarray, ...]:
