@@ -22,8 +22,10 @@ test: $(STAMP)
 	$(PY) -m mypy
 	$(PY) -m pytest -p no:cacheprovider
 
+# The peers install next to symgrad; llvmlite stays at the installed version (pip stops
+# rather than replace the LLVM that symgrad compiles with).
 bench: $(STAMP)
-	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m pip install --quiet -e '.[bench]' "llvmlite==$$($(PY) -c 'import llvmlite; print(llvmlite.__version__)')"
 	$(PY) benchmarks/run_all.py
 
 clean:

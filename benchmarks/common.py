@@ -79,6 +79,41 @@ def peer(module: str) -> Any | None:
         return None
 
 
+def with_peer(rows: list[Row], workload: str, names: list[str], module: str,
+              body: Callable[[Any], None]) -> None:
+    """Run ``body(mod)``, which adds the rows ``names`` of one peer, if ``module`` imports.
+
+    An absent peer gives one "not installed" row per name; an exception inside ``body``
+    (a peer that fails to build or run the workload) gives an "error" row for every name
+    that has no row yet, so one peer never stops the run.
+    """
+    mod = peer(module)
+    if mod is None:
+        rows.extend(Row(workload, name, None, note="not installed") for name in names)
+        return
+    try:
+        body(mod)
+    except Exception as exc:  # noqa: BLE001 - reported in the table
+        done = {r.contender for r in rows if r.workload == workload}
+        why = f"error: {type(exc).__name__}: {exc}".replace("\n", " ").replace("|", "/")[:200]
+        rows.extend(Row(workload, name, None, note=why) for name in names if name not in done)
+
+
+def pytensor_mode(fn: Any) -> str:
+    """How a compiled PyTensor function runs (its linker), for the note column."""
+    linker = getattr(getattr(getattr(fn, "maker", None), "mode", None), "provided_linker", None)
+    return f"default mode, linker {linker}" if isinstance(linker, str) else "default mode"
+
+
+def peer_versions() -> str:
+    """Versions of the installed peers, for the results' header."""
+    parts = []
+    for module in ("torch", "jax", "numba", "pytensor"):
+        mod = peer(module)
+        parts.append(f"{module} {getattr(mod, '__version__', '?')}" if mod else f"{module} not installed")
+    return ", ".join(parts)
+
+
 class Env:
     """Set environment variables for a block (restores them after)."""
 

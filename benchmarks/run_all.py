@@ -4,8 +4,9 @@
     python benchmarks/run_all.py --quick    # smaller sizes, shorter timing (a smoke test)
 
 Peers (JAX, PyTorch, PyTensor, Numba) are used when installed (``pip install -e '.[bench]'``)
-and listed as "not installed" otherwise. Every contender is checked against a float64
-reference before it is timed. W2 runs a second time in a subprocess with
+and listed as "not installed" otherwise (a peer that fails is listed with its error). Every
+contender is checked against a float64 reference before it is timed; JAX is timed up to
+``block_until_ready`` and after its compiling first call. W2 runs a second time in a subprocess with
 ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` unset (they halve OpenBLAS GEMM speed on
 this machine). Times are medians; ``min`` is the fastest run.
 """
@@ -23,7 +24,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
-from common import Row, fmt_time  # noqa: E402
+from common import Row, fmt_time, peer_versions  # noqa: E402
 
 
 def _w2_without_openblas_vars(quick: bool) -> list[Row]:
@@ -64,6 +65,8 @@ def main() -> None:
         f"load average at the start {os.getloadavg()[0]:.1f}; "
         f"SYMGRAD_NUM_THREADS={os.environ.get('SYMGRAD_NUM_THREADS', 'unset')}; "
         f"{'quick sizes' if quick else 'full sizes'}; {time.time() - started:.0f} s in all.",
+        "",
+        f"Peers: {peer_versions()}.",
         "",
         "| workload | contender | median | min | vs first row | note |",
         "|---|---|---|---|---|---|",

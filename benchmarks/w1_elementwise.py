@@ -2,7 +2,8 @@
 
 Contenders: a hand-written NumPy version, symgrad's NumPy and LLVM backends (LLVM on 1
 thread and on ``SYMGRAD_NUM_THREADS`` threads), and JAX / PyTorch / PyTensor / a Numba
-hand-fused loop when they are installed. Also the W1 compile time (pipeline + codegen +
+hand-fused loop (w1_numba.py: polynomial expm1 and log1p, on as many threads as symgrad's
+multi-thread row) when they are installed. Also the W1 compile time (pipeline + codegen +
 LLVM): cold (cache off) and from the on-disk cache.
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import Env, Row, check, peer, timeit  # noqa: E402
+from common import Env, Row, check, pytensor_mode, timeit, with_peer  # noqa: E402
 
 N = 4_194_304
 NAME = "W1 elementwise value+grad"
@@ -62,8 +63,9 @@ def run(quick: bool = False) -> list[Row]:
     rtol, atol = 2e-4, 2e-4 * np.sqrt(n)  # the sum of n float32 terms
     rows: list[Row] = []
 
-    def add(name: str, fn: Any, note: str = "") -> None:
-        got = fn()
+    def add(name: str, fn: Any, note: str = "", to_host: Any = None) -> None:
+        """Check ``fn()`` (through ``to_host`` if given) against the reference, then time ``fn``."""
+        got = fn() if to_host is None else to_host(fn())
         bad = check(name, [got[0]], [want[0]], rtol, atol) or check(name, [got[1]], [want[1]], 1e-4, 1e-5)
         if bad:
             rows.append(Row(NAME, name, None, note=f"FAILED CHECK: {bad}"))
@@ -85,8 +87,7 @@ def run(quick: bool = False) -> list[Row]:
         add(f"symgrad llvm, {threads} threads", lambda: f_llvm(x=x))
     f_llvm._impl._local.state = None
 
-    jax = peer("jax")
-    if jax is not None:
+    def jax_peer(jax: Any) -> None:
         import jax.numpy as jnp
 
         def jf(v: Any) -> Any:
@@ -94,11 +95,10 @@ def run(quick: bool = False) -> list[Row]:
 
         vg = jax.jit(jax.value_and_grad(jf))
         xj = jnp.asarray(x)
-        add("JAX jit", lambda: tuple(np.asarray(a) for a in jax.block_until_ready(vg(xj))))
-    else:
-        rows.append(Row(NAME, "JAX jit", None, note="not installed"))
-    torch = peer("torch")
-    if torch is not None:
+        # Timed: the call until its results are ready; the first (checked) call compiles.
+        add("JAX jit", lambda: jax.block_until_ready(vg(xj)), to_host=lambda r: [np.asarray(a) for a in r])
+
+    def torch_peer(torch: Any) -> None:
         xt = torch.from_numpy(x)
 
         def tf() -> Any:
@@ -108,21 +108,27 @@ def run(quick: bool = False) -> list[Row]:
             return y.detach().numpy(), v.grad.numpy()
 
         add("PyTorch eager", tf)
-    else:
-        rows.append(Row(NAME, "PyTorch eager", None, note="not installed"))
-    pt = peer("pytensor")
-    if pt is not None:
+
+    def pytensor_peer(pt: Any) -> None:
         import pytensor.tensor as ptt
 
         v = ptt.vector("x", dtype="float32")
         y = ptt.sum(ptt.softplus(v) * ptt.tanh(v) + ptt.sigmoid(v) ** 2)
         fpt = pt.function([v], [y, pt.grad(y, v)])
-        add("PyTensor", lambda: fpt(x))
-    else:
-        rows.append(Row(NAME, "PyTensor", None, note="not installed"))
-    numba = peer("numba")
-    if numba is None:
-        rows.append(Row(NAME, "Numba hand-fused loop", None, note="not installed"))
+        add("PyTensor", lambda: fpt(x), note=pytensor_mode(fpt))
+
+    def numba_peer(numba: Any) -> None:
+        from w1_numba import build
+
+        n_threads = min(int(threads), numba.config.NUMBA_NUM_THREADS)
+        w1 = build(n_threads)
+        add(numba_name, lambda: w1(x), note="polynomial expm1/log1p, float32, prange")
+
+    numba_name = f"Numba hand-fused loop, {threads} threads"
+    with_peer(rows, NAME, ["JAX jit"], "jax", jax_peer)
+    with_peer(rows, NAME, ["PyTorch eager"], "torch", torch_peer)
+    with_peer(rows, NAME, ["PyTensor"], "pytensor", pytensor_peer)
+    with_peer(rows, NAME, [numba_name], "numba", numba_peer)
     rows += compile_times()
     return rows
 

@@ -1,5 +1,7 @@
 """W4: the cost of one call of a compiled f(a, b) = a*b + 1 returning the value and both
-gradients, on float32 scalars, with the usual input checks on (symgrad's checks always run)."""
+gradients, on float32 scalars, with the usual input checks on (symgrad's checks always run).
+PyTensor is also timed with its input checks off (``trust_input = True``, the inputs then
+passed as ready-made 0-d float32 arrays)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import Row, check, peer, timeit_batched  # noqa: E402
+from common import Row, check, pytensor_mode, timeit_batched, with_peer  # noqa: E402
 
 NAME = "W4 call overhead"
 
@@ -22,13 +24,14 @@ def run(quick: bool = False) -> list[Row]:
     want = [a * b + 1, b, a]
     rows: list[Row] = []
 
-    def add(name: str, fn: Any) -> None:
-        bad = check(name, fn(), want, 1e-6, 1e-6)
+    def add(name: str, fn: Any, note: str = "", to_host: Any = None) -> None:
+        """Check ``fn()`` (through ``to_host`` if given) against the reference, then time ``fn``."""
+        bad = check(name, fn() if to_host is None else to_host(fn()), want, 1e-6, 1e-6)
         if bad:
             rows.append(Row(NAME, name, None, note=f"FAILED CHECK: {bad}"))
             return
         med, lo = timeit_batched(fn, batch=200 if quick else 2000)
-        rows.append(Row(NAME, name, med, lo))
+        rows.append(Row(NAME, name, med, lo, note))
 
     def by_hand(x: Any, y: Any) -> tuple[Any, Any, Any]:
         return x * y + 1, y, x
@@ -40,10 +43,8 @@ def run(quick: bool = False) -> list[Row]:
     for backend in ("numpy", "llvm"):
         f = sg.compile(outs, [sa, sb], backend=backend)
         add(f"symgrad {backend}", lambda f=f: f(a, b))
-    torch = peer("torch")
-    if torch is None:
-        rows.append(Row(NAME, "PyTorch eager", None, note="not installed"))
-    else:
+
+    def torch_peer(torch: Any) -> None:
         def torch_call() -> list[Any]:
             ta = torch.tensor(a, requires_grad=True)
             tb = torch.tensor(b, requires_grad=True)
@@ -52,14 +53,29 @@ def run(quick: bool = False) -> list[Row]:
             return [out.item(), ga.item(), gb.item()]
 
         add("PyTorch eager", torch_call)
-    jax = peer("jax")
-    if jax is None:
-        rows.append(Row(NAME, "JAX jit", None, note="not installed"))
-    else:
+
+    def jax_peer(jax: Any) -> None:
         vg = jax.jit(jax.value_and_grad(lambda x, z: x * z + 1, argnums=(0, 1)))
-        add("JAX jit", lambda: (lambda r: [r[0], r[1][0], r[1][1]])(jax.block_until_ready(vg(a, b))))
-    if peer("pytensor") is None:
-        rows.append(Row(NAME, "PyTensor", None, note="not installed"))
+        # Timed: the call until its results are ready; the first (checked) call compiles.
+        add("JAX jit", lambda: jax.block_until_ready(vg(a, b)),
+            to_host=lambda r: [np.asarray(r[0]), np.asarray(r[1][0]), np.asarray(r[1][1])])
+
+    def pytensor_peer(pt: Any) -> None:
+        import pytensor.tensor as ptt
+
+        pa, pb = ptt.scalar("a", dtype="float32"), ptt.scalar("b", dtype="float32")
+        po = pa * pb + np.float32(1)
+        outs = [po, *pt.grad(po, [pa, pb])]
+        checked = pt.function([pa, pb], outs)
+        add("PyTensor", lambda: checked(a, b), note=pytensor_mode(checked))
+        trusted = pt.function([pa, pb], outs)
+        trusted.trust_input = True
+        a0, b0 = np.array(a, dtype=np.float32), np.array(b, dtype=np.float32)
+        add("PyTensor, trust_input=True", lambda: trusted(a0, b0), note="input checks off")
+
+    with_peer(rows, NAME, ["PyTorch eager"], "torch", torch_peer)
+    with_peer(rows, NAME, ["JAX jit"], "jax", jax_peer)
+    with_peer(rows, NAME, ["PyTensor", "PyTensor, trust_input=True"], "pytensor", pytensor_peer)
     return rows
 
 
