@@ -32,6 +32,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 import symgrad.ops.api as F
 from symgrad.ir import shape as S
 from symgrad.ir.dtypes import FLOATS
@@ -237,6 +239,79 @@ def transpose_transpose(node: Tensor, i: Inputs, ctx: Ctx) -> Tensor | None:
     perm = tuple(p1[j] for j in p2)
     x = a.inputs[0]
     return x if perm == tuple(range(len(perm))) else ctx.settle(OPS["transpose"](x, perm=perm))
+
+
+def _scatter_leaves(t: Tensor, ctx: Ctx, leaves: list[Tensor], depth: int = 0) -> bool:
+    """Collect the ``slice_grad`` leaves of a tree of ``add`` over 1-D values of ``t``'s
+    shape; False if something else is in the tree (or the tree is very deep)."""
+    if _free(t, "slice_grad", ctx) and t.inputs[0].ndim == 1:
+        leaves.append(t)
+        return True
+    if _free(t, "add", ctx) and depth < 64 and all(x.shape == t.shape for x in t.inputs):
+        return all(_scatter_leaves(x, ctx, leaves, depth + 1) for x in t.inputs)
+    return False
+
+
+MAX_SCATTER_CHECK = 1 << 22  # positions checked one by one at compile time, at most
+
+
+def transpose_scatter(node: Tensor, i: Inputs, ctx: Ctx) -> Tensor | None:
+    """transpose(reshape(s)) -> reshape(s') where ``s`` is a sum of 1-D strided scatters
+    (``slice_grad``) whose positions, transposed, still form an arithmetic progression (a
+    diagonal or a band of a matrix does): the scatters then write the transposed layout
+    directly and no copy is made."""
+    (a,) = i
+    if not _free(a, "reshape", ctx) or a.inputs[0].ndim != 1:
+        return None
+    sizes = [n for n in a.shape if isinstance(n, int)]
+    if len(sizes) != a.ndim:
+        return None
+    leaves: list[Tensor] = []
+    if not _scatter_leaves(a.inputs[0], ctx, leaves):
+        return None
+    perm = node.attr("perm")
+    moved: dict[int, Tensor] = {}
+    for leaf in leaves:
+        ((start, stop, step),) = leaf.attr("index")
+        if not all(isinstance(v, int) for v in (start, stop, step)):
+            return None
+        count = len(range(start, stop, step))
+        if count > MAX_SCATTER_CHECK:
+            return None
+        pos = np.arange(start, start + step * count, step, dtype=np.int64)[:count]
+        coords = np.unravel_index(pos, sizes)
+        new = np.ravel_multi_index([coords[p] for p in perm], [sizes[p] for p in perm])
+        steps = np.diff(new)
+        new_step = int(steps[0]) if count > 1 else 1
+        if count > 2 and not (steps == new_step).all():
+            return None
+        new_start = int(new[0]) if count else 0
+        values = leaf.inputs[0]
+        if new_step < 0:  # the same positions from the other end, the values reversed
+            values = ctx.settle(OPS["slice"](values, index=((count - 1, -1, -1),), checks=()))
+            new_start, new_step = new_start + new_step * (count - 1), -new_step
+        index = ((new_start, new_start + new_step * (count - 1) + 1, new_step),)
+        moved[id(leaf)] = OPS["slice_grad"](values, index=index, shape=leaf.shape)
+
+    def build(t: Tensor) -> Tensor:
+        hit = moved.get(id(t))
+        return hit if hit is not None else F.add(build(t.inputs[0]), build(t.inputs[1]))
+
+    return ctx.settle(OPS["reshape"](build(a.inputs[0]), shape=tuple(node.shape)))
+
+
+def slice_broadcast(node: Tensor, i: Inputs, ctx: Ctx) -> Tensor | None:
+    """slice(broadcast_to(x)) -> broadcast_to(slice(x)): only x's own axes are sliced (not
+    taken where the slice carries run-time size checks, which must keep running)."""
+    (a,) = i
+    if not _free(a, "broadcast_to", ctx) or node.checks:
+        return None
+    x = a.inputs[0]
+    lead = a.ndim - x.ndim
+    index = tuple((0, 1, 1) if n == 1 else row for n, row in zip(x.shape, node.attr("index")[lead:]))
+    if all(row == (0, n, 1) for row, n in zip(index, x.shape)):
+        return fit(x, node)
+    return fit(ctx.settle(OPS["slice"](x, index=index, checks=())), node)
 
 
 def reshape_chain(node: Tensor, i: Inputs, ctx: Ctx) -> Tensor | None:
@@ -481,7 +556,9 @@ def table() -> dict[str, list[tuple[str, RuleFn]]]:
         "pow": [("pow-const", pow_const)],
         "exp": [("exp-log", exp_log)],
         "log": [("log-exp", log_exp)],
-        "transpose": [("transpose-transpose", transpose_transpose)],
+        "transpose": [("transpose-transpose", transpose_transpose),
+                      ("transpose-scatter", transpose_scatter)],
+        "slice": [("slice-broadcast", slice_broadcast)],
         "reshape": [("reshape-chain", reshape_chain)],
         "broadcast_to": [("broadcast-chain", broadcast_chain)],
         "sum": [("sum-empty", sum_empty), ("sum-broadcast", sum_broadcast),
@@ -512,7 +589,8 @@ def triggers() -> dict[str, frozenset[str]]:
         "neg": _SHAPEISH | {"neg", "sub"},
         "exp": _SHAPEISH | {"log", "log_softmax"},
         "log": _SHAPEISH | {"exp"},
-        "transpose": frozenset({"transpose"}),
+        "transpose": frozenset({"transpose", "reshape"}),
+        "slice": frozenset({"broadcast_to"}),
         "reshape": frozenset({"reshape", "broadcast_to", "neg", "mul", "sum"}),
         "broadcast_to": frozenset({"reshape", "broadcast_to"}),
         "cast": _SHAPEISH | {"cast"},

@@ -423,11 +423,25 @@ class Lowering:
 
 
     # -- library calls ---------------------------------------------------------------------
+    def _lib_buffer(self, n: Tensor) -> Buffer:
+        """Where a library call writes: its buffer, or, for a scatter whose one user is an
+        output that reshapes it (the same elements in the same order), that output's buffer
+        (the scatter's loops index by its own shape, so the buffer's shape may differ)."""
+        us = self.users.get(id(n), ())
+        if n.op.name in ("slice_grad", "scatter_sum") and id(n) not in self.output_ids and len(us) == 1:
+            (u,) = us
+            if u.op.name == "reshape" and id(u) in self.output_ids and id(u) not in self.stored:
+                buf = self._buffer_for(u)
+                self.stored[id(u)] = buf
+                self.mv[id(u)] = MemView(buf, 0, contiguous_strides(u.shape))
+                return buf
+        return self._buffer_for(n)
+
     def _lib(self, g: Group) -> None:
         (n,) = g.members
         rank = (self.group_rank[g.gid], 0)
         name = n.op.name
-        buf = self._buffer_for(n)
+        buf = self._lib_buffer(n)
         self.stored[id(n)] = buf
         self.mv[id(n)] = MemView(buf, 0, contiguous_strides(n.shape))
         if name == "concatenate":
