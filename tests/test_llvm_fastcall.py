@@ -4,9 +4,11 @@ back to the general path, which converts or raises. Both paths must agree exactl
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 import warnings
+from typing import Any
 
 import numpy as np
 import pytest
@@ -46,10 +48,11 @@ def test_scalar_function_and_both_gradients() -> None:
             assert float(o) == want
         assert [float(o) for o in f(a=args[0], b=args[1])] == [-2.0, -2.0, 1.5]
     # handed back, then converted by the general path: a Python int, a float64 array, bools
-    for args in [(3, 2), (np.array(3.0), np.float64(2.0)), (True, np.bool_(True))]:
-        assert not _takes_fast_path(f, *args)
-        assert [float(o) for o in f(*args)] == [float(args[0]) * float(args[1]) + 1,
-                                                 float(args[1]), float(args[0])]
+    handed_back: list[tuple[Any, Any]] = [(3, 2), (np.array(3.0), np.float64(2.0)),
+                                         (True, np.bool_(True))]
+    for p, q in handed_back:
+        assert not _takes_fast_path(f, p, q)
+        assert [float(o) for o in f(p, q)] == [float(p) * float(q) + 1, float(q), float(p)]
 
 
 def test_python_floats_round_like_numpy_and_overflow_takes_the_general_path() -> None:
@@ -214,3 +217,318 @@ def test_no_fast_call_where_calls_need_more_checks() -> None:
     o1, o2 = dup(np.ones(3))
     assert not np.shares_memory(o1, o2)
     assert sg.compile(x + 1.0, backend="numpy")._cfast is None
+
+
+# -- stress: lifetimes, table rewrites, unusual arguments ----------------------------------------
+def _table_matches_state(fast: fastcall.FastCall) -> bool:
+    """Whether every word of the table describes the one state it holds."""
+    t, lay, st = fast.table, fast.layout, fast.state
+    if t[fastcall.T_FRAME] != st.frame_addr or t[fastcall.T_DIMS] != st.dims_addr:
+        return False
+    if list(t[lay.symbols:lay.symbols + len(st.dims)]) != list(st.dims):
+        return False
+    for base, (shape, dtype) in zip(lay.outputs, st.out_specs):
+        if t[base] != dtype.num or list(t[base + 1:base + 1 + len(shape)]) != list(shape):
+            return False
+    return True
+
+
+def test_a_table_write_interrupted_by_another_leaves_one_whole_state() -> None:
+    # Python may switch threads between two writes of the table; a second thread then
+    # prepared other sizes in the middle, and the table mixed one state's frame with
+    # the other's output shapes (the program wrote past its outputs).
+    from symgrad.backends.llvm.runtime import _State
+
+    x = sg.placeholder("x", (None,), "float64")
+    f = sg.compile([sg.sum(x), x * 2.0], backend="llvm")
+    impl = f._impl
+    fast = impl._fast
+    assert fast is not None
+    small, large = _State(impl, (3,)), _State(impl, (50,))
+    switched: list[bool] = []
+
+    class Interrupted:
+        """``small``, with the other thread's write run when its output shapes are read."""
+
+        def __getattr__(self, name: str) -> object:
+            if name == "out_specs" and not switched:
+                switched.append(True)
+                fast.prepare(large)
+            return getattr(small, name)
+
+    fast.prepare(Interrupted())
+    assert switched and _table_matches_state(fast)
+    for n in [3, 50, 3, 50]:
+        xv = np.arange(float(n))
+        s, d = f(xv)
+        assert float(s) == xv.sum() and d.shape == (n,) and d.tolist() == (xv * 2).tolist()
+    assert _table_matches_state(fast)
+
+
+def test_threads_switching_sizes_while_others_call_fast(rng: np.random.Generator) -> None:
+    # every call changes its thread's sizes, so the table is rewritten all the time, with
+    # thread switches as frequent as Python allows
+    x = sg.placeholder("x", (None,), "float64")
+    f = sg.compile([sg.sum(sg.sin(x) ** 2), sg.cos(x) * 3.0], backend="llvm")
+    inputs = [rng.standard_normal(5 + 40 * k) for k in range(6)]
+    wants = [(np.sum(np.sin(v) ** 2), np.cos(v) * 3.0) for v in inputs]
+    errors: list[str] = []
+
+    def worker(k: int) -> None:
+        for i in range(800):
+            j = (k + i) % len(inputs)
+            s, c = f(inputs[j])
+            if c.shape != wants[j][1].shape or not (
+                    np.isclose(s, wants[j][0], rtol=1e-12) and np.allclose(c, wants[j][1], rtol=1e-12)):
+                errors.append(f"thread {k}, call {i}, size {inputs[j].size}: shape {c.shape}")
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors, errors[:5]
+    assert _table_matches_state(f._impl._fast)
+
+
+def test_a_builtin_outliving_its_function_keeps_what_it_reads() -> None:
+    from symgrad.backends.llvm import clear_memory_cache
+
+    y = sg.placeholder("y", (None,), "float64")
+    x = sg.placeholder("x", (3,), "float64")
+    c = sg.constant(np.array([1.0, -1.0, 2.0]))
+    f = sg.compile([y * 3.0 + 1.0, x + c], [y, x], backend="llvm")
+    xv = np.arange(3.0)
+    f(xv, xv)
+    builtin: Any = f._cfast
+    assert builtin is not None
+    del f
+    clear_memory_cache()  # the memory cache no longer holds the machine code either
+    gc.collect()
+    junk = [np.full(9, 1e300) for _ in range(2000)] + [bytearray(b"\xff" * 48) for _ in range(2000)]
+    for _ in range(3):
+        a, b = builtin(xv, xv)
+        assert a.tolist() == [1.0, 4.0, 7.0] and b.tolist() == [1.0, 0.0, 4.0]
+    del junk
+
+
+def test_many_functions_created_called_and_dropped_under_collection() -> None:
+    from symgrad.backends.llvm import clear_memory_cache
+
+    x = sg.placeholder("x", (None,), "float64")
+    xv = np.arange(5.0)
+    kept: list[Any] = []
+    for k in range(150):
+        f = sg.compile([x * 2.0 + 1.0, sg.sum(x)], backend="llvm")
+        g = sg.compile(x * 2.0 + 1.0, backend="llvm")  # the same machine code, one output
+        for out in (f(xv), f(x=xv), (g(xv),), (g(x=xv),)):
+            assert out[0].tolist() == [1.0, 3.0, 5.0, 7.0, 9.0]
+        assert float(f(xv)[1]) == 10.0
+        kept.append(f._cfast if k % 3 else g._cfast)
+        del f, g
+        if k % 25 == 0:
+            clear_memory_cache()
+            gc.collect()
+            kept = kept[-5:]
+            for b in kept:  # builtins of dropped functions, some single, some not
+                out = b(xv)
+                assert (out if type(out) is np.ndarray else out[0]).tolist() == [1.0, 3.0, 5.0, 7.0, 9.0]
+    for k in range(3):  # distinct programs: engines built and freed
+        f = sg.compile(x * float(k) - 1.0, backend="llvm")
+        assert f(xv).tolist() == (xv * k - 1.0).tolist()
+        del f
+        clear_memory_cache()
+        gc.collect()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int32", "int64", "bool"])
+def test_zero_d_inputs_in_every_form(dtype: str) -> None:
+    a = sg.placeholder("a", (), dtype)
+    v = sg.placeholder("v", ("n",), dtype)
+    f = sg.compile([sg.cast(a, "float64") * 2.0 + sg.cast(v, "float64"), a, v], backend="llvm")
+    dt = np.dtype(dtype)
+    vv = np.array([1, 0, 1], dt)
+    value = True if dtype == "bool" else 3 if dt.kind == "i" else 1.5
+    fast_forms: list[object] = [np.array(value, dt), dt.type(value)]
+    if dt.kind == "f":
+        fast_forms.append(float(value))
+    slow_forms: list[object] = [[value], np.array([value], dt)[0:1].reshape(()).astype(">" + dt.str[1:])
+                                if dt.itemsize > 1 else np.array(value, np.int8)]
+    if dt.kind != "b":
+        slow_forms.append(np.array(value, "f2" if dt.kind == "f" else "i2"))
+    if dt.kind == "i":
+        slow_forms.append(int(value))
+    want = [float(value) * 2.0 + vv.astype(np.float64), float(value)]
+    f(np.array(value, dt), vv)
+    for form in fast_forms:
+        assert _takes_fast_path(f, form, vv), repr(form)
+        got = f(form, vv)
+        np.testing.assert_array_equal(got[0], want[0])
+        assert got[1].dtype == dt and got[1].shape == () and float(got[1]) == want[1]
+        assert got[2].dtype == dt and got[2].tolist() == vv.tolist() and not np.shares_memory(got[2], vv)
+    for form in slow_forms:
+        assert not _takes_fast_path(f, form, vv), repr(form)
+        if isinstance(form, list):
+            with pytest.raises(InputError, match="'a'"):
+                f(form, vv)
+            continue
+        if np.asarray(form).dtype.kind == "i" and dt.kind == "b":
+            continue  # numbers to bool: refused by the general path (tested elsewhere)
+        got = f(form, vv)
+        np.testing.assert_array_equal(got[0], want[0])
+
+
+def test_zero_size_inputs_and_outputs() -> None:
+    x = sg.placeholder("x", (None, 3), "float32")
+    y = sg.placeholder("y", (None,), "int64")
+    f = sg.compile([sg.sum(x, 1) * 2.0, sg.sum(x), sg.cast(y, "float32") + 1.0], backend="llvm")
+    for n, m in [(0, 0), (2, 0), (0, 4), (0, 0)]:
+        xv, yv = np.ones((n, 3), np.float32), np.arange(m)
+        f(xv, yv)
+        assert _takes_fast_path(f, xv, yv)
+        a, s, b = f(xv, yv)
+        assert a.shape == (n,) and a.tolist() == [6.0] * n and float(s) == 3.0 * n
+        assert b.shape == (m,) and b.tolist() == [float(k + 1) for k in range(m)]
+
+
+def test_inputs_aliasing_each_other() -> None:
+    x = sg.placeholder("x", ("n",), "float64")
+    y = sg.placeholder("y", ("n",), "float64")
+    f = sg.compile([x * y + x, y - x], backend="llvm")
+    a = np.arange(5.0)
+    f(a, a)
+    assert _takes_fast_path(f, a, a)
+    p, q = f(a, a)
+    assert p.tolist() == (a * a + a).tolist() and q.tolist() == [0.0] * 5
+    big = np.arange(10.0)
+    u, w = big[:5], big[3:8]  # overlapping views of one buffer
+    assert _takes_fast_path(f, u, w)
+    p, q = f(u, w)
+    assert p.tolist() == (u * w + u).tolist() and q.tolist() == [3.0] * 5
+    assert big.tolist() == list(range(10))  # inputs are never written
+    assert not np.shares_memory(p, big) and not np.shares_memory(q, big)
+
+
+def test_outputs_that_are_inputs_or_constants_are_fresh_copies() -> None:
+    y = sg.placeholder("y", (2,), "float64")
+    c = sg.constant(np.array([1.0, 2.0]))
+    f = sg.compile([y, c, y * 2.0], backend="llvm")
+    assert f._cfast is not None
+    yv = np.array([5.0, 6.0])
+    assert _takes_fast_path(f, yv)
+    first = f(yv)
+    assert [o.tolist() for o in first] == [[5.0, 6.0], [1.0, 2.0], [10.0, 12.0]]
+    assert not any(np.shares_memory(o, yv) for o in first)
+    first[0][:] = -1.0
+    first[1][:] = -1.0  # writing an output changes neither the input nor the constant
+    again = f(yv)
+    assert [o.tolist() for o in again] == [[5.0, 6.0], [1.0, 2.0], [10.0, 12.0]]
+    assert not np.shares_memory(first[1], again[1])
+
+
+def test_functions_of_no_inputs() -> None:
+    twice = sg.compile(sg.constant(np.ones(3)) * 2.0, [], backend="llvm")
+    assert _takes_fast_path(twice)
+    assert twice().tolist() == [2.0, 2.0, 2.0] and twice() is not twice()
+    const = sg.compile([sg.constant(np.arange(3.0))], [], backend="llvm")
+    a, = const()
+    a[0] = 99.0
+    assert const()[0].tolist() == [0.0, 1.0, 2.0]
+    assert not _takes_fast_path(twice, np.ones(3))  # an argument too many
+    with pytest.raises(InputError, match="at most 0"):
+        twice(np.ones(3))
+    with pytest.raises(InputError, match="unknown input"):
+        twice(x=np.ones(3))
+
+
+def test_an_output_too_large_to_allocate_raises_and_leaks_nothing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import tracemalloc
+
+    monkeypatch.setenv("SYMGRAD_NUM_THREADS", "1")  # one thread: the fast call takes it
+    a = sg.placeholder("a", ("n", 0), "bool")
+    x = sg.placeholder("x", ("m",), "float64")
+    f = sg.compile([x * 2.0, sg.sum(sg.cast(a, "float64"), 1)], backend="llvm")
+    av = np.empty((1 << 59, 0), bool)  # no elements, but an output of 4 EiB
+    xv = np.ones(20_000)
+    with pytest.raises(MemoryError):
+        f(av, xv)  # the general path prepares these sizes, then fails to allocate
+    assert f._impl._fast.state.dims == (20_000, 1 << 59)
+    refs = sys.getrefcount(av), sys.getrefcount(xv)
+    fast: Any = f._cfast
+    tracemalloc.start()
+    try:
+        with pytest.raises(MemoryError):
+            fast(av, xv)
+        before = tracemalloc.get_traced_memory()[0]  # NumPy records the failed attempt once
+        for _ in range(20):
+            with pytest.raises(MemoryError):
+                f(av, xv)  # the first output (160 kB) is freed every time
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 100_000, grown
+    assert (sys.getrefcount(av), sys.getrefcount(xv)) == refs
+    assert f(np.empty((2, 0), bool), np.ones(2))[1].tolist() == [0.0, 0.0]
+
+
+def test_program_errors_release_the_outputs() -> None:
+    import tracemalloc
+
+    labels = sg.placeholder("labels", (None,), "int64")
+    f = sg.compile([sg.one_hot(labels, 500, "float64"), sg.cast(labels, "float64")], backend="llvm")
+    bad = np.array([0, 1, 2, 700] * 50)
+    f(np.zeros(200, np.int64))
+    refs = sys.getrefcount(bad), sys.getrefcount(f._slow)
+    fast: Any = f._cfast
+    assert fast(bad) is f._slow  # the program failed; the general path explains
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(30):
+            assert fast(bad) is f._slow  # 800 kB of outputs allocated and released
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 100_000, grown
+    assert (sys.getrefcount(bad), sys.getrefcount(f._slow)) == refs
+    with pytest.raises(InputError, match="one_hot"):
+        f(bad)
+
+
+def test_large_workspaces_and_parallel_sizes_keep_the_last_fast_sizes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from symgrad.backends.llvm import runtime
+
+    x = sg.placeholder("x", (None,), "float64")
+    f = sg.compile([sg.sum(sg.exp(x)), x * 2.0], backend="llvm")
+    small = np.linspace(0, 1, 7)
+    f(small)
+    assert _takes_fast_path(f, small)
+    monkeypatch.setattr(runtime, "FAST_MAX_WORKSPACE", -1)  # no state is prepared for fast calls
+    for n in [9, 7, 11]:
+        xv = np.linspace(0, 1, n)
+        s, d = f(xv)
+        assert np.isclose(float(s), np.exp(xv).sum(), rtol=1e-12) and d.tolist() == (xv * 2).tolist()
+    assert f._impl._fast.state.dims == (7,) and _table_matches_state(f._impl._fast)
+    assert _takes_fast_path(f, small) and not _takes_fast_path(f, np.ones(9))
+
+
+def test_a_size_shared_by_two_axes_of_one_input() -> None:
+    m = sg.placeholder("m", ("n", "n"), "int32")
+    f = sg.compile([sg.transpose(m) + m, sg.sum(m, 0) > 3], backend="llvm")
+    for n in [3, 1, 3]:
+        mv = np.arange(n * n, dtype=np.int32).reshape(n, n)
+        f(mv)
+        assert _takes_fast_path(f, mv)
+        s, b = f(mv)
+        assert s.dtype == np.int32 and s.tolist() == (mv.T + mv).tolist()
+        assert b.dtype == np.bool_ and b.tolist() == (mv.sum(0) > 3).tolist()
+    assert not _takes_fast_path(f, np.zeros((3, 2), np.int32))
+    with pytest.raises(InputError, match="'m'"):
+        f(np.zeros((3, 2), np.int32))

@@ -12,7 +12,10 @@ or, for a 0-d input, a NumPy scalar of the input's dtype or a Python ``float`` f
 float input (rounded to ``float32`` as NumPy's cast does, unless it overflows). Anything else, sizes other than the prepared ones, or a nonzero result
 of the program returns the table's *slow* object, and the caller takes the general path,
 which converts, explains errors and prepares the state for new sizes. The function runs
-holding the GIL, so the one prepared state is never used by two calls at once.
+holding the GIL, so the one prepared state is never used by two calls at once; the
+table is rewritten by one thread at a time (:meth:`FastCall.prepare`), and each builtin
+keeps alive everything its table points to (the table, the prepared state, the machine
+code and the program's constants).
 
 Object layouts (offsets into ``PyArrayObject`` and the scalar objects) and NumPy's
 ``PyArray_New`` slot are checked once per process against live objects
@@ -25,6 +28,8 @@ import ctypes
 import functools
 import os
 import re
+import sys
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -288,6 +293,8 @@ def available() -> bool:
     registers the C functions it calls. Checked once per process."""
     if ctypes.sizeof(ctypes.c_void_p) != 8 or tuple.__basicsize__ != TUPLE_ITEMS:
         return False
+    if not getattr(sys, "_is_gil_enabled", lambda: True)():  # the one state needs the GIL
+        return False
     slot = _array_new_slot()
     if slot is None:
         return False
@@ -354,29 +361,44 @@ class FastCall:
             self.table[layout.inputs + 3 * k + 1] = id(dt.type)
         self._def = _MethodDef(b"symgrad_program", address, METH_FASTCALL, None)
         self.state: Any = None
+        self._writing = threading.Lock()
 
-    def callable(self, single: bool) -> Any:
+    def callable(self, single: bool, owner: Any = None) -> Any:
         """A builtin ``f(*arrays)`` returning the outputs (the array alone when
-        ``single``), or :data:`SLOW`."""
+        ``single``), or :data:`SLOW`. ``owner`` is kept alive as long as the builtin:
+        it must hold the machine code and the constants the prepared frames point to."""
         handle = np.array([self.table.ctypes.data, int(single)], dtype=np.int64)
         new = _api("PyCFunction_NewEx", ctypes.py_object,
                    [ctypes.c_void_p, ctypes.py_object, ctypes.py_object])
-        fn = new(ctypes.addressof(self._def), handle, None)
-        self._keep.append(handle)  # the builtin holds it too; kept for clarity of ownership
-        return fn
+        # The builtin's module slot keeps alive what it reads until it is freed: its
+        # PyMethodDef, this object (the table and the prepared state) and the owner.
+        # With less, a builtin that outlives its function reads freed memory.
+        return new(ctypes.addressof(self._def), handle, (self._def, self, owner))
 
     def prepare(self, state: Any) -> None:
-        """Use ``state`` (frame, sizes, output shapes of one call's sizes) for fast calls."""
-        lay = self.layout
-        t = self.table
-        t[T_ENABLED] = 0
-        self.state = state
-        t[T_FRAME] = state.frame_addr
-        t[T_DIMS] = state.dims_addr
-        for i, d in enumerate(state.dims):
-            t[lay.symbols + i] = d
-        for j, (shape, dtype) in enumerate(state.out_specs):
-            base = lay.outputs[j]
-            t[base] = dtype.num
-            t[base + 1:base + 1 + len(shape)] = shape
-        t[T_ENABLED] = 1
+        """Use ``state`` (frame, sizes, output shapes of one call's sizes) for fast calls.
+
+        Python may switch threads between any two of the writes below, so one thread
+        writes at a time: two interleaved writers left a table mixing the frame of one
+        state with the sizes and output shapes of another, freed, one (heap corruption).
+        A thread that finds another writing leaves the table to it (never waiting, so a
+        signal handler calling the function during a write cannot deadlock); meanwhile
+        fast calls see ``T_ENABLED`` off and take the general path."""
+        if not self._writing.acquire(blocking=False):
+            return
+        try:
+            lay = self.layout
+            t = self.table
+            t[T_ENABLED] = 0
+            t[T_FRAME] = state.frame_addr
+            t[T_DIMS] = state.dims_addr
+            for i, d in enumerate(state.dims):
+                t[lay.symbols + i] = d
+            for j, (shape, dtype) in enumerate(state.out_specs):
+                base = lay.outputs[j]
+                t[base] = dtype.num
+                t[base + 1:base + 1 + len(shape)] = shape
+            self.state = state  # last: a write cut short leaves the old state (and sizes)
+            t[T_ENABLED] = 1
+        finally:
+            self._writing.release()

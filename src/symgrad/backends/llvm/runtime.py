@@ -199,7 +199,8 @@ class LLVMFunction:
         """A builtin ``f(*arrays)`` for the common call (see :mod:`.fastcall`): the
         outputs (the array alone when ``single``), or :attr:`SLOW` when the call needs
         this object's ``__call__``; None when this program has no fast call."""
-        return self._fast.callable(single) if self._fast is not None else None
+        # the builtin keeps this object (the engine, the constants) alive
+        return self._fast.callable(single, self) if self._fast is not None else None
 
     def _prepare_fast(self, st: _State, own: bool = False) -> None:
         """Let fast calls use sizes ``st.dims`` (the state itself when ``own``)."""
