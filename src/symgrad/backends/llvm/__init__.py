@@ -25,6 +25,10 @@ class LLVMBackend:
     name = "llvm"
 
     def build(self, program: Program) -> LLVMFunction:
+        with jit.gc_paused():
+            return self._build(program)
+
+    def _build(self, program: Program) -> LLVMFunction:
         lp = lower(program, backend="llvm", elementwise=SUPPORTED_OPS)
         bounds = os.environ.get("SYMGRAD_LLVM_CHECK_BOUNDS", "") not in ("", "0")
         key = jit.cache_key(f"llvm backend {BACKEND_VERSION} bounds={bounds} "
@@ -33,10 +37,12 @@ class LLVMBackend:
 
         def build_objects() -> list[bytes]:
             tm = jit.target_machine()
-            parts = module_parts(lp, num_threads())
-            cg = Codegen(lp, jit.process_triple(), str(tm.target_data), parts, bounds)
+            cg = Codegen(lp, jit.process_triple(), str(tm.target_data),
+                         module_parts(lp, num_threads()), bounds)
+            # each module goes to LLVM as soon as it is generated
+            objs = jit.optimize_to_objects(cg.iter_texts(), cg.parts, num_threads())
             ir_texts.extend(cg.texts)
-            return jit.optimize_to_objects(ir_texts)
+            return objs
 
         engine, how = jit.load(key, build_objects)
         return LLVMFunction(lp, engine, module_info(lp), how,

@@ -11,18 +11,27 @@ and runs the epilogue. ``program(frame, dims) -> i32`` runs every kernel in orde
 thread. A nonzero result is ``(kernel number + 1) << 4 | error`` (error 1: an index out
 of range).
 
+Kernels with the same body up to which buffers they touch (repeated layers, the steps of
+an unrolled loop) share one body function; each keeps its own wrapper. A large program is
+generated as several modules (:func:`module_parts`), one at a time, so that LLVM compiles
+the first while the next are generated; ``program`` in the first module calls the kernels
+of the others through a table of addresses that the loader fills.
+
 Per-op emission is the table :data:`OPS` keyed by op name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from llvmlite import ir
 
-from symgrad.backends.llvm import fastcall
+from symgrad.backends.llvm import fastcall, vecmath
+from symgrad.backends.llvm.jit import LINK_NAMES, LINK_TABLE
 from symgrad.backends.llvm.mathlib import (
     INLINE_MATH_LIMIT,
     MATH_FUNCTIONS,
@@ -61,6 +70,25 @@ ERR_LAYOUT = -1
 OBJECT_LAYOUT = {"tuple_items": 24, "data": 16, "flags": 64, "c_contiguous": 0x1,
                  "aligned": 0x100}
 SUM_BLOCK = 1024
+# kernels with at least this many instructions get the loop hints of Codegen._vector_hints
+LARGE_BODY = 128
+
+
+@functools.cache
+def _native_width(dtype: str) -> int:
+    return vecmath.preferred_width(dtype)
+
+
+class _LoopID(ir.values.MDValue):
+    """``distinct !{!self, properties...}``: the self-referential node LLVM requires as
+    the identity of a loop's metadata."""
+
+    def __init__(self, module: ir.Module, props: list[ir.values.MDValue]) -> None:
+        super().__init__(module, props, name=str(len(module.metadata)))
+
+    def descr(self, buf: list[str]) -> None:
+        refs = [self.get_reference()] + [p.get_reference() for p in self.operands]
+        buf += (f"distinct !{{ {', '.join(refs)} }}", "\n")
 
 
 @dataclass
@@ -132,25 +160,98 @@ def module_info(lp: LoweredProgram) -> ModuleInfo:
     return ModuleInfo(FrameLayout.of(lp), [kernel_info(k) for k in lp.kernels])
 
 
-def split_kernels(lp: LoweredProgram, parts: int) -> list[int]:
-    """Assign kernels to ``parts`` modules of similar size (largest first, to the lightest)."""
+def _canon(x: Any) -> Any:
+    """A hashable, exact stand-in for an attribute: Python scalars with their type, size
+    expressions as text, tuples element by element."""
+    if isinstance(x, tuple):
+        return tuple(_canon(v) for v in x)
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return (type(x).__name__, repr(x))
+    return str(x)
+
+
+def _slots(layout: FrameLayout, bufs: Sequence[Buffer]) -> list[int]:
+    """The frame slots of ``bufs`` in order of first use (buffers sharing a slot share
+    one pointer): the pointer arguments of a kernel's body function."""
+    return list(dict.fromkeys(layout.slot(b) for b in bufs))
+
+
+def _body_key(layout: FrameLayout, k: LoopKernel, check_bounds: bool) -> Any:
+    """Everything a loop kernel's body function depends on, with buffers replaced by
+    their argument numbers (in the order of :func:`_slots`): kernels with equal keys
+    can share one body function and differ only in the pointers they pass it."""
+    arg: dict[int, int] = {}
+
+    def buf(b: Buffer) -> Any:
+        # a bounds-checking body also compares against each buffer's size
+        return (arg.setdefault(layout.slot(b), len(arg)), b.dtype,
+                _canon(tuple(b.shape)) if check_bounds else None)
+
+    def access(a: Any) -> Any:
+        return (buf(a.buffer), _canon(a.offset), _canon(tuple(a.coeffs)))
+
+    operands = tuple(access(a) for a in k.operands)
+    stores = tuple((access(st.access), st.value, st.phase) for st in k.stores)
+    scratch = tuple((buf(b), _canon(tuple(b.shape))) for b in k.scratch)
+    return (_canon(tuple(k.domain)), k.reduce_axes, k.order, k.strategy, operands, stores,
+            scratch, tuple((i.op, i.args, i.dtype, _canon(i.attr), i.phase) for i in k.instrs),
+            tuple((r.op, r.value, r.dtype, r.acc_dtype) for r in k.reductions))
+
+
+def body_classes(lp: LoweredProgram, check_bounds: bool = False) -> list[int]:
+    """For each kernel, the first kernel with the same body (itself when it has none):
+    repeated structure (the layers of a deep network, the steps of an unrolled loop)
+    gives identical kernel bodies on different buffers, and each distinct body is
+    generated and compiled once."""
+    layout = FrameLayout.of(lp)
+    first: dict[Any, int] = {}
+    return [first.setdefault(_body_key(layout, k, check_bounds), n)
+            if isinstance(k, LoopKernel) else n for n, k in enumerate(lp.kernels)]
+
+
+def _weights(lp: LoweredProgram, classes: list[int]) -> list[int]:
+    """Rough generation and compile cost of each kernel: a kernel sharing an earlier
+    kernel's body costs only its small wrapper."""
+    return [len(k.instrs) + 10 if isinstance(k, LoopKernel) and classes[n] == n else 10
+            for n, k in enumerate(lp.kernels)]
+
+
+def split_kernels(lp: LoweredProgram, parts: int, classes: list[int] | None = None) -> list[int]:
+    """Assign kernels to ``parts`` modules of similar size, each module a run of
+    consecutive kernels (so that modules can be compiled while later ones are
+    generated), except that a kernel sharing an earlier kernel's body goes with it."""
     if parts <= 1:
         return [0] * len(lp.kernels)
-    weight = [len(k.instrs) + 10 if isinstance(k, LoopKernel) else 10 for k in lp.kernels]
-    load = [0] * parts
-    out = [0] * len(lp.kernels)
-    for k in sorted(range(len(weight)), key=lambda k: -weight[k]):
-        part = load.index(min(load))
-        out[k] = part
-        load[part] += weight[k]
+    classes = classes if classes is not None else body_classes(lp)
+    weight = _weights(lp, classes)
+    total = sum(weight)
+    out: list[int] = []
+    done = 0
+    for n, w in enumerate(weight):
+        # the module the middle of this kernel falls into
+        out.append(out[classes[n]] if classes[n] != n else
+                   min(parts - 1, (2 * done + w) * parts // (2 * total)))
+        done += w
     return out
 
 
+# A program is generated and compiled as several modules, on parallel threads, when its
+# kernels weigh (instructions + 10 per kernel) at least SPLIT_WEIGHT; each module then
+# weighs about PART_WEIGHT, and there are at most MAX_PARTS.
+SPLIT_WEIGHT = 1500
+PART_WEIGHT = 700
+MAX_PARTS = 16
+
+
 def module_parts(lp: LoweredProgram, threads: int) -> int:
-    """How many modules to compile in parallel. One: with several object files in one MCJIT
-    engine, this LLVM resolved constant-pool loads of the second object wrongly (measured:
-    wrong values, order-dependent), so a program stays one object until that is solved."""
-    return 1
+    """How many modules to compile the program as: one for small programs (one object,
+    direct calls); large ones in parts of about :data:`PART_WEIGHT`, so that LLVM compiles
+    the first modules on worker threads while the next are generated (this pays even on
+    one thread: the generation is Python and LLVM runs without the GIL)."""
+    total = sum(_weights(lp, body_classes(lp)))
+    if total < SPLIT_WEIGHT:
+        return 1
+    return max(2, min(MAX_PARTS, len(lp.kernels), total // PART_WEIGHT))
 
 
 def _const(dtype: str, value: Any) -> ir.Constant:
@@ -468,7 +569,8 @@ class _Fn:
         return lin
 
     def loop(self, start: ir.Value, stop: ir.Value, body: Callable[[ir.Value], None],
-             step: int = 1) -> None:
+             step: int = 1, hints: ir.values.MDValue | None = None) -> None:
+        """``for i in range(start, stop, step): body(i)``; ``hints``: loop metadata."""
         b = self.b
         pre = b.block
         head = self.fn.append_basic_block("loop")
@@ -480,7 +582,9 @@ class _Fn:
         body(i)
         nxt = b.add(i, ir.Constant(I64, step), flags=["nsw"])
         i.add_incoming(nxt, b.block)
-        b.cbranch(b.icmp_signed("<", nxt, stop), head, after)
+        latch = b.cbranch(b.icmp_signed("<", nxt, stop), head, after)
+        if hints is not None:
+            latch.set_metadata("llvm.loop", hints)
         b.position_at_end(after)
 
     def blocked_loop(self, start: ir.Value, stop: ir.Value, block: int,
@@ -499,9 +603,10 @@ class _Fn:
         self.loop(start, stop, outer, block)
 
     def nest(self, axes: Sequence[int], extents: dict[int, ir.Value], idx: dict[int, ir.Value],
-             inner: Callable[[], None], ranges: dict[int, tuple[ir.Value, ir.Value]] | None = None
-             ) -> None:
-        """Loops over ``axes`` (outermost first), recording indices in ``idx``."""
+             inner: Callable[[], None], ranges: dict[int, tuple[ir.Value, ir.Value]] | None = None,
+             hints: ir.values.MDValue | None = None) -> None:
+        """Loops over ``axes`` (outermost first), recording indices in ``idx``; ``hints``
+        go on the innermost loop."""
         if not axes:
             inner()
             return
@@ -510,9 +615,9 @@ class _Fn:
 
         def body(i: ir.Value) -> None:
             idx[a] = i
-            self.nest(rest, extents, idx, inner, ranges)
+            self.nest(rest, extents, idx, inner, ranges, hints)
 
-        self.loop(lo, hi, body)
+        self.loop(lo, hi, body, hints=None if rest else hints)
 
 
 class Codegen:
@@ -526,8 +631,15 @@ class Codegen:
         generator; its loops do not vectorize."""
         self.lp = lp
         self.check_bounds = check_bounds
+        self.parts = max(1, min(parts, len(lp.kernels)))
+        self.classes = body_classes(lp, check_bounds)
+        self.part_of = split_kernels(lp, self.parts, self.classes)
+        self._bodies: dict[int, ir.Function] = {}  # kernel number -> its body function
+        self._trampolines: dict[str, ir.Function] = {}  # body name -> see _shared_wrapper
+        counts = Counter(self.classes)
+        self.shared = [counts[c] > 1 for c in self.classes]  # whether a body is run by several
         self.modules = []
-        for k in range(max(1, min(parts, len(lp.kernels)))):
+        for k in range(self.parts):
             mod = ir.Module(name=f"symgrad{k}")
             if triple:
                 mod.triple = triple
@@ -536,34 +648,43 @@ class Codegen:
             self.modules.append(mod)
         self.layout = FrameLayout.of(lp)
         self.info = module_info(lp)
-        self.kfns: list[tuple[ir.Function, ir.Function | None]] = []
-        for kern, part in zip(lp.kernels, split_kernels(lp, len(self.modules))):
-            self.module = self.modules[part]
-            if isinstance(kern, LoopKernel):
-                self.kfns.append(self._loop_kernel(kern))
-            else:
-                self.kfns.append((self._lib_kernel(kern), None))
+        self.kfns: list[tuple[ir.Function, ir.Function | None] | None] = [None] * len(lp.kernels)
+        self._texts: list[str] = []
         self.module = self.modules[0]
-        self._entry()
+        if self.parts == 1:
+            self._build(0)
 
     @property
     def texts(self) -> list[str]:
-        return [str(m) for m in self.modules]
+        """The IR of every module."""
+        return list(self.iter_texts())
 
-    def _declared(self, fn: ir.Function) -> ir.Function:
-        """``fn`` as seen from the current module (a declaration if defined in another)."""
-        if fn.module is self.module:
-            return fn
-        decl = self.module.globals.get(fn.name)
-        if decl is None:
-            decl = ir.Function(self.module, fn.function_type, fn.name)
-        return decl
+    def iter_texts(self) -> Iterator[str]:
+        """The IR of each module in turn, generated when it is asked for (a caller can
+        compile one module while the next is generated)."""
+        for part in range(self.parts):
+            if part == len(self._texts):
+                if part > 0 or self.parts > 1:  # one module is built by the constructor
+                    self._build(part)
+                self._texts.append(str(self.modules[part]))
+            yield self._texts[part]
+
+    def _build(self, part: int) -> None:
+        """The kernels of module ``part``; the first module also holds the entry points."""
+        self.module = self.modules[part]
+        for k, kern in enumerate(self.lp.kernels):
+            if self.part_of[k] == part:
+                self.kfns[k] = self._loop_kernel(kern, k) if isinstance(kern, LoopKernel) else \
+                    (self._lib_kernel(kern), None)
+        if part == 0:
+            self._entry()
 
     # -- function scaffolding ------------------------------------------------------------------
     def _functions(self, name: str, bufs: Sequence[Buffer], extra: Sequence[ir.Type],
-                   finish: bool = False) -> tuple[_Fn, ir.Function]:
-        """The exported wrapper and the ``noalias`` body function; returns the body builder."""
-        slots = sorted({self.layout.slot(b) for b in bufs})
+                   shared: bool = False) -> tuple[_Fn, ir.Function]:
+        """The exported wrapper and the ``noalias`` body function; returns the body builder.
+        ``shared``: other kernels will run the same body (see :meth:`_shared_wrapper`)."""
+        slots = _slots(self.layout, bufs)
         body_ty = ir.FunctionType(I32, [PTR] * len(slots) + [PTR] + list(extra))
         body = ir.Function(self.module, body_ty, f"{name}.body")
         body.linkage = "internal"
@@ -574,6 +695,15 @@ class Codegen:
         body.attributes.add("noinline")
         for a in body.args[:len(slots)]:
             a.add_attribute("noalias")
+        wrap = (self._shared_wrapper if shared else self._wrapper)(name, slots, extra, body)
+        fb = _Fn(body, body.args[len(slots)], dict(zip(slots, body.args[:len(slots)])),
+                 self.layout, self.lp.symbols)
+        fb.check_bounds = self.check_bounds
+        return fb, wrap
+
+    def _wrapper(self, name: str, slots: list[int], extra: Sequence[ir.Type],
+                 body: ir.Function) -> ir.Function:
+        """``name(frame, dims, *extra)``: calls ``body`` with the pointers of ``slots``."""
         wrap_ty = ir.FunctionType(I32, [PTR, PTR] + list(extra))
         wrap = ir.Function(self.module, wrap_ty, name)
         wrap.attributes.add("noinline")  # the entry calls kernels; it must not copy them
@@ -584,23 +714,64 @@ class Codegen:
             p = wb.gep(frame, [ir.Constant(I64, s)], source_etype=PTR)
             ptrs.append(wb.load(p, typ=PTR))
         wb.ret(wb.call(body, ptrs + list(wrap.args[1:])))
-        fb = _Fn(body, body.args[len(slots)], dict(zip(slots, body.args[:len(slots)])),
-                 self.layout, self.lp.symbols)
-        fb.check_bounds = self.check_bounds
-        return fb, wrap
+        return wrap
+
+    def _shared_wrapper(self, name: str, slots: list[int], extra: Sequence[ir.Type],
+                        body: ir.Function) -> ir.Function:
+        """``name(frame, dims, *extra)`` for a kernel running another kernel's ``body``: it
+        passes its slot numbers (a constant array) to the body's trampoline, which loads
+        the pointers and calls the body, so each further kernel costs one call and an
+        array instead of a load per buffer."""
+        tramp = self._trampolines.get(body.name)
+        if tramp is None:
+            tramp = ir.Function(self.module, ir.FunctionType(I32, [PTR, PTR, *extra, PTR]),
+                                body.name + ".slots")
+            tramp.linkage = "internal"
+            tb = ir.IRBuilder(tramp.append_basic_block("entry"))
+            frame, table = tramp.args[0], tramp.args[-1]
+            ptrs = []
+            for j in range(len(slots)):
+                at = tb.load(tb.gep(table, [ir.Constant(I64, j)], source_etype=I64), typ=I64)
+                p = tb.gep(frame, [at], source_etype=PTR)
+                ptrs.append(tb.load(p, typ=PTR))
+            tb.ret(tb.call(body, ptrs + list(tramp.args[1:-1])))
+            self._trampolines[body.name] = tramp
+        table_type = ir.ArrayType(I64, len(slots))
+        table = ir.GlobalVariable(self.module, table_type, name + ".slots")
+        table.initializer = ir.Constant(table_type, slots)
+        table.global_constant = True
+        table.linkage = "internal"
+        wrap = ir.Function(self.module, ir.FunctionType(I32, [PTR, PTR, *extra]), name)
+        wrap.attributes.add("noinline")
+        wb = ir.IRBuilder(wrap.append_basic_block("entry"))
+        wb.ret(wb.call(tramp, [*wrap.args, table]))
+        return wrap
 
     # -- loop kernels --------------------------------------------------------------------------
-    def _loop_kernel(self, k: LoopKernel) -> tuple[ir.Function, ir.Function | None]:
+    def _loop_kernel(self, k: LoopKernel, n: int) -> tuple[ir.Function, ir.Function | None]:
+        """Kernel number ``n``: its wrapper, and its finish function for a full reduction.
+        A kernel whose body an earlier kernel already has gets only a wrapper of its own."""
+        same = self._bodies.get(self.classes[n])
+        if same is not None:
+            bufs = [a.buffer for a in k.operands] + [s.access.buffer for s in k.stores] + k.scratch
+            wrap = self._shared_wrapper(k.name, _slots(self.layout, bufs), [I64, I64, PTR], same)
+            return wrap, self._finish(k) if k.strategy == "full" else None
         calls = sum(ins.op in MATH_FUNCTIONS for ins in k.instrs)
         self.module.symgrad_shared_math = calls > INLINE_MATH_LIMIT  # type: ignore[attr-defined]
+        width = self._vector_width(k)
+        # the vector variants of shared math functions that the loop will call
+        self.module.symgrad_math_widths = (width,) if width else None  # type: ignore[attr-defined]
         try:
-            return self._loop_kernel_body(k)
+            return self._loop_kernel_body(k, n, width)
         finally:
             self.module.symgrad_shared_math = False  # type: ignore[attr-defined]
+            self.module.symgrad_math_widths = None  # type: ignore[attr-defined]
 
-    def _loop_kernel_body(self, k: LoopKernel) -> tuple[ir.Function, ir.Function | None]:
+    def _loop_kernel_body(self, k: LoopKernel, n: int, width: int | None
+                          ) -> tuple[ir.Function, ir.Function | None]:
         bufs = [a.buffer for a in k.operands] + [s.access.buffer for s in k.stores] + k.scratch
-        f, wrap = self._functions(k.name, bufs, [I64, I64, PTR])
+        f, wrap = self._functions(k.name, bufs, [I64, I64, PTR], shared=self.shared[n])
+        self._bodies[n] = f.fn
         lo, hi, partial = f.fn.args[-3:]
         ndom = len(k.domain)
         extents = {a: f.size(s) for a, s in enumerate(k.domain)}
@@ -678,9 +849,11 @@ class Codegen:
                                flags=["reassoc", "nsz"])
                 b.store(total, val)
 
+        hints = self._vector_hints() if width else None
+
         def reduce_loops(axes: list[int], rng: dict[int, tuple[ir.Value, ir.Value]] | None) -> None:
             if not blocked:
-                f.nest(axes, extents, idx, point, rng)
+                f.nest(axes, extents, idx, point, rng, hints)
                 return
             *outer, last = axes
             lo_, hi_ = (rng or {}).get(last, (ir.Constant(I64, 0), extents[last]))
@@ -696,7 +869,7 @@ class Codegen:
 
         fin: ir.Function | None = None
         if k.strategy == "map":
-            f.nest(list(range(ndom)), extents, idx, lambda: run_phase("point"), ranges)
+            f.nest(list(range(ndom)), extents, idx, lambda: run_phase("point"), ranges, hints)
         elif k.strategy == "inner":
             def per_output() -> None:
                 init_accs()
@@ -726,6 +899,28 @@ class Codegen:
             self._outer(f, k, extents, idx, values, run_phase, ranges)
         b.ret(ir.Constant(I32, 0))
         return wrap, fin
+
+    def _vector_width(self, k: LoopKernel) -> int | None:
+        """For a kernel with a large body (at least :data:`LARGE_BODY` instructions), the
+        native vector width of its widest type: its shared math functions come in that
+        width only; None for other kernels."""
+        if len(k.instrs) < LARGE_BODY or self.check_bounds or not k.domain:
+            return None
+        wide = any(ins.dtype in ("float64", "int64") for ins in k.instrs)
+        width = _native_width("float64" if wide else "float32")
+        return width if width >= 2 else None
+
+    def _vector_hints(self) -> ir.values.MDValue:
+        """Loop metadata for the innermost loop of a large kernel: no interleaving, and the
+        remainder folded into the vector loop (masked loads and stores) instead of a scalar
+        copy of the body. Large bodies gain nothing from interleaving, and this halves the
+        code LLVM generates for them. Hints only: neither vectorization nor a width is
+        demanded, so a loop LLVM cannot vectorize stays scalar without diagnostics."""
+        m = self.module
+        props = [m.add_metadata([ir.MetaDataString(m, key), value]) for key, value in (
+            ("llvm.loop.interleave.count", ir.Constant(I32, 1)),
+            ("llvm.loop.vectorize.predicate.enable", ir.Constant(I1, 1)))]
+        return _LoopID(m, props)
 
     def _acc_slots(self, f: _Fn, r: Any) -> tuple[ir.Value, ir.Value | None]:
         val = f.alloca(REG[r.acc_dtype])
@@ -1083,9 +1278,31 @@ class Codegen:
         f = _Fn(fn, dims, {}, self.layout, self.lp.symbols)
         b = f.b
         null = ir.Constant(PTR, None)
-        for k, ((wrap, _fin), kinfo) in enumerate(zip(self.kfns, self.info.kernels)):
+        # kernels of other modules are called through a table the loader fills
+        linked = {k: j for j, k in enumerate(k for k in range(len(self.kfns)) if self.part_of[k] != 0)}
+        table = None
+        if linked:
+            table = ir.GlobalVariable(self.module, ir.ArrayType(PTR, len(linked)), LINK_TABLE)
+            table.initializer = ir.Constant(table.value_type, None)
+            names = bytearray(",".join(self.info.kernels[k].name for k in linked).encode() + b"\0")
+            text = ir.GlobalVariable(self.module, ir.ArrayType(I8, len(names)), LINK_NAMES)
+            text.initializer = ir.Constant(text.value_type, names)
+            text.global_constant = True
+        kernel_type = ir.FunctionType(I32, [PTR, PTR, I64, I64, PTR])
+        for k, kinfo in enumerate(self.info.kernels):
             hi = f.size(kinfo.extent)
-            r = b.call(self._declared(wrap), [frame, dims, ir.Constant(I64, 0), hi, null])
+            callee: Any
+            if table is None or self.part_of[k] == 0:
+                kfn = self.kfns[k]
+                assert kfn is not None
+                callee = kfn[0]
+            else:
+                slot = b.gep(table, [ir.Constant(I64, 0), ir.Constant(I64, linked[k])],
+                             source_etype=table.value_type)
+                # a pointer typed with the kernel's signature (printed as ``ptr``), which
+                # is what llvmlite needs to call through it
+                callee = b.load(slot, typ=ir.PointerType(kernel_type))
+            r = b.call(callee, [frame, dims, ir.Constant(I64, 0), hi, null])
             fail = b.icmp_signed("!=", r, ir.Constant(I32, 0))
             with b.if_then(fail, likely=False):
                 b.ret(b.or_(ir.Constant(I32, (k + 1) << 4), r))

@@ -1,13 +1,16 @@
 """Host target, optimization, object code, and the compile cache.
 
-A program is compiled to an object file for the host CPU (its name and features) after
-LLVM's O3 pipeline with loop and SLP vectorization; the object is loaded into an MCJIT
-execution engine. The cache is keyed by a hash of everything that affects the code (the
-lowered program's text, this backend's sources, the LLVM version, the CPU name and
-features, the optimization settings): in memory it holds loaded engines, on disk
+A program is compiled to object code for the host CPU (its name and features) after
+LLVM's O3 pipeline with loop and SLP vectorization. A small program is one module and one
+object; a large one is several modules, compiled on worker threads while the next
+modules are still being generated, each object loaded into an MCJIT execution engine of
+its own and linked to the first through a table of kernel addresses. The cache is keyed
+by a hash of everything that affects the code (the lowered program's text, this
+backend's sources, the LLVM version, the CPU name and features, the optimization
+settings): in memory it holds loaded engines, on disk
 (``SYMGRAD_CACHE_DIR``, default ``$XDG_CACHE_HOME/symgrad`` or ``~/.cache/symgrad``;
-``SYMGRAD_CACHE_DIR=off`` disables it) it holds object files, so a hit skips code
-generation and LLVM entirely.
+``SYMGRAD_CACHE_DIR=off`` disables it) it holds the object files (one entry per
+program), so a hit skips code generation and LLVM entirely.
 
 Disk entries are written to a temporary file and renamed into place (two processes
 compiling the same function both succeed, and a reader never sees half a file); each
@@ -19,17 +22,22 @@ miss happened.
 from __future__ import annotations
 
 import ctypes
+import gc
 import hashlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from ctypes import c_char_p, string_at
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import llvmlite
 import llvmlite.binding as llvm
+from llvmlite.binding import ffi
+from llvmlite.binding.module import ModuleRef
 
 from symgrad.backends.base import atomic_write
 
@@ -91,11 +99,45 @@ def _register_blas() -> None:
         llvm.add_symbol(f"symgrad_{name}", _capsule_pointer(cython_blas.__pyx_capi__[name]))
 
 
+# -- compiling modules ------------------------------------------------------------------------
+# llvmlite runs every call into LLVM under one process-wide lock, which would serialize
+# modules compiled on different threads. The three calls that do the work (parsing,
+# the optimization pipeline, code generation) only touch objects the calling thread owns
+# (its own LLVM context, module and target machine), which LLVM allows to run
+# concurrently, so they are called without that lock; everything else takes it as usual.
+def _unlocked(name: str) -> Any:
+    fn = getattr(ffi.lib, name)
+    return getattr(fn, "_cfn", fn)
+
+
+_threads = threading.local()
+
+
+def _thread_target_machine() -> Any:
+    """A target machine owned by the calling thread (created once per thread)."""
+    tm = getattr(_threads, "tm", None)
+    if tm is None:
+        target_machine()
+        tm = _threads.tm = _new_target_machine()
+    return tm
+
+
+def _parse(ir_text: str, context: Any) -> Any:
+    with ffi.OutputString() as err:
+        mod = ModuleRef(_unlocked("LLVMPY_ParseAssembly")(context, c_char_p(ir_text.encode()), err),
+                        context)
+        if err:
+            mod.close()
+            raise RuntimeError(f"LLVM IR parsing error\n{err}")
+    with ffi.OutputString() as err:
+        if _unlocked("LLVMPY_VerifyModule")(mod, err):
+            raise RuntimeError(str(err))
+    return mod
+
+
 def _optimize(ir_text: str, tm: Any = None, context: Any = None) -> Any:
-    tm = tm or target_machine()
-    mod = llvm.parse_assembly(ir_text, context=context) if context is not None else \
-        llvm.parse_assembly(ir_text)
-    mod.verify()
+    tm = tm or _thread_target_machine()
+    mod = _parse(ir_text, context if context is not None else llvm.create_context())
     pto = llvm.create_pipeline_tuning_options(speed_level=OPT_LEVEL)
     pto.loop_vectorization = True
     pto.slp_vectorization = True
@@ -103,28 +145,96 @@ def _optimize(ir_text: str, tm: Any = None, context: Any = None) -> Any:
     # on these kernels: the vectorizer still interleaves the hot loops.
     pto.loop_unrolling = False
     pb = llvm.create_pass_builder(tm, pto)
-    pb.getModulePassManager().run(mod, pb)
+    _unlocked("LLVMPY_RunNewModulePassManager")(pb.getModulePassManager(), mod, pb)
     return mod
+
+
+def _emit(tm: Any, mod: Any) -> bytes:
+    with ffi.OutputString() as err:
+        buf = _unlocked("LLVMPY_TargetMachineEmitToMemory")(tm, mod, 1, err)
+        if not buf:
+            raise RuntimeError(str(err))
+    try:
+        return string_at(ffi.lib.LLVMPY_GetBufferStart(buf), ffi.lib.LLVMPY_GetBufferSize(buf))
+    finally:
+        ffi.lib.LLVMPY_DisposeMemoryBuffer(buf)
+
+
+# Loop strength reduction is switched off while a large program (several modules) is
+# compiled: on kernels with many buffers it searched long (about a third of code
+# generation time for a chain of 1000 steps) and made the code larger. LLVM keeps the
+# setting process-wide, so it is set only while such compiles run; small programs are
+# compiled as before.
+_no_lsr_users = 0
+_no_lsr_lock = threading.Lock()
+
+
+@contextmanager
+def _without_lsr() -> Iterator[None]:
+    global _no_lsr_users
+    with _no_lsr_lock:
+        if _no_lsr_users == 0:
+            llvm.set_option("", "-disable-lsr")
+        _no_lsr_users += 1
+    try:
+        yield
+    finally:
+        with _no_lsr_lock:
+            _no_lsr_users -= 1
+            if _no_lsr_users == 0:
+                llvm.set_option("", "-disable-lsr=false")
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Python's cycle collector paused: compiling a large program allocates hundreds of
+    thousands of long-lived objects (graph, kernels, llvmlite IR), and the collector's
+    full passes over them took about a fifth of the compile time of a long chain."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _compile(ir_text: str) -> bytes:
+    """Parse, verify, optimize and emit one module on the calling thread."""
+    tm = _thread_target_machine()
+    context = llvm.create_context()
+    mod = _optimize(ir_text, tm, context)
+    try:
+        return _emit(tm, mod)
+    finally:
+        mod.close()
 
 
 def optimize_to_object(ir_text: str) -> bytes:
     """Parse, verify, run O3 (loop and SLP vectorization on) and emit an object file."""
-    return bytes(target_machine().emit_object(_optimize(ir_text)))
+    return _compile(ir_text)
 
 
-def optimize_to_objects(ir_texts: list[str]) -> list[bytes]:
-    """Object files of several modules, compiled on parallel threads (LLVM runs without
-    the GIL; each thread has its own LLVM context and target machine)."""
-    if len(ir_texts) == 1:
-        return [optimize_to_object(ir_texts[0])]
-    target_machine()
-
-    def one(text: str) -> bytes:
-        tm = _new_target_machine()
-        return bytes(tm.emit_object(_optimize(text, tm, llvm.create_context())))
-
-    with ThreadPoolExecutor(max_workers=len(ir_texts)) as pool:
-        return list(pool.map(one, ir_texts))
+def optimize_to_objects(ir_texts: Iterable[str], parts: int | None = None,
+                        threads: int | None = None) -> list[bytes]:
+    """Object files of several modules, in order, compiled on up to ``threads`` worker
+    threads (default: the usable cores). ``ir_texts`` may be a generator: each module
+    is handed to a worker as soon as it is yielded, while the caller goes on generating
+    the next. ``parts``: how many modules will come (one is compiled on this thread)."""
+    if parts is None:
+        ir_texts = list(ir_texts)
+        parts = len(ir_texts)
+    if parts <= 1:
+        return [_compile(text) for text in ir_texts]
+    with _without_lsr():
+        if threads is None:
+            threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+                (os.cpu_count() or 1)
+        target_machine()
+        with ThreadPoolExecutor(max_workers=max(1, min(threads, parts)),
+                                thread_name_prefix="symgrad-llvm") as pool:
+            futures = [pool.submit(_compile, text) for text in ir_texts]
+            return [f.result() for f in futures]
 
 
 def pack(objs: list[bytes]) -> bytes:
@@ -143,7 +253,16 @@ def unpack(data: bytes) -> list[bytes]:
 
 def optimized_ir(ir_text: str) -> str:
     """The optimized IR of ``ir_text`` (for reading, not used to run)."""
-    return str(_optimize(ir_text))
+    return str(_optimize(ir_text, context=llvm.create_context()))
+
+
+# A program compiled as several modules: each object is loaded into an execution engine of
+# its own (objects sharing one MCJIT engine here read their constant pools wrongly), so
+# nothing links them. The first module calls the kernels of the others through a table of
+# function pointers, LINK_TABLE, which the loader fills from the comma-separated names in
+# the string LINK_NAMES of the same module (the object files stay free of addresses).
+LINK_TABLE = "symgrad.link.table"
+LINK_NAMES = "symgrad.link.names"
 
 
 class Engine:
@@ -151,19 +270,35 @@ class Engine:
 
     def __init__(self, objs: list[bytes]) -> None:
         target_machine()
+        self._ees: list[Any] = []
         with _lock:
-            # the engine takes ownership of (and frees) the target machine it is given
-            self._ee = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _new_target_machine())
             for obj in objs:
-                self._ee.add_object_file(llvm.ObjectFileRef.from_data(obj))
-            self._ee.finalize_object()
+                # the engine takes ownership of (and frees) the target machine it is given
+                ee = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _new_target_machine())
+                ee.add_object_file(llvm.ObjectFileRef.from_data(obj))
+                ee.finalize_object()
+                self._ees.append(ee)
         self.nbytes = sum(len(o) for o in objs)
+        if len(self._ees) > 1:
+            self._link()
 
-    def address(self, name: str) -> int:
-        addr = int(self._ee.get_function_address(name))
-        if not addr:
-            raise KeyError(f"no function {name!r} in the compiled object")
-        return addr
+    def _link(self) -> None:
+        first = self._ees[0]
+        names_at = int(first.get_global_value_address(LINK_NAMES))
+        table_at = int(first.get_global_value_address(LINK_TABLE))
+        if not names_at or not table_at:
+            raise RuntimeError("a program of several objects without its link table")
+        names = ctypes.string_at(names_at).decode().split(",")
+        table = (ctypes.c_void_p * len(names)).from_address(table_at)
+        for k, name in enumerate(names):
+            table[k] = self.address(name, start=1)
+
+    def address(self, name: str, start: int = 0) -> int:
+        for ee in self._ees[start:]:
+            addr = int(ee.get_function_address(name))
+            if addr:
+                return addr
+        raise KeyError(f"no function {name!r} in the compiled object")
 
 
 # -- the cache -----------------------------------------------------------------------------

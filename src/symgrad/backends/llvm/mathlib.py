@@ -101,20 +101,25 @@ def shared_emit_math(builder: ir.IRBuilder, name: str, args: Sequence[ir.Value])
     if scalar is None:
         scalar = _define(module, scalar_name, name, ty)
         scalar.linkage = "internal"
+    # the widths the loop may use: set on the module by the code generator when it fixes
+    # the loop's width, else around the native one
+    widths = getattr(module, "symgrad_math_widths", None)
+    if not widths:
         native = vecmath.preferred_width("float32" if ty == ir.FloatType() else "float64")
-        variants = []
-        for width in (native // 2, native, native * 2):
-            if width < 2:
-                continue
-            # vector variants are external (so they stay until the vectorizer uses them):
-            # their names carry the module's, as several objects may share one engine
-            vname = f"{module.name}.math.{name}.{_type_name(ir.VectorType(ty, width))}"
+        widths = (native // 2, native, native * 2)
+    variants = []
+    for width in widths:
+        if width < 2:
+            continue
+        # vector variants are external (so they stay until the vectorizer uses them):
+        # their names carry the module's, as several objects may share one engine
+        vname = f"{module.name}.math.{name}.{_type_name(ir.VectorType(ty, width))}"
+        if vname not in module.globals:
             _define(module, vname, name, ir.VectorType(ty, width))
-            variants.append(f"_ZGV_LLVM_N{width}{'v' * len(args)}_{scalar_name}({vname})")
-        scalar.variants = ",".join(variants)  # type: ignore[attr-defined]
+        variants.append(f"_ZGV_LLVM_N{width}{'v' * len(args)}_{scalar_name}({vname})")
     call = builder.call(scalar, list(args))
     # llvmlite knows no string attributes; the set holds what it prints
-    set.add(call.attributes, f'"vector-function-abi-variant"="{scalar.variants}"')  # type: ignore[attr-defined]
+    set.add(call.attributes, f'"vector-function-abi-variant"="{",".join(variants)}"')  # type: ignore[attr-defined]
     return call
 
 

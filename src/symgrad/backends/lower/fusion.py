@@ -15,8 +15,9 @@ elementwise work feeding a reduction (full-red), and elementwise work after it (
 out-out). Broadcasting edges, slices and transposes stay between kernels: the consumer
 reads the producer's buffer through a strided access instead.
 
-The group graph is kept in a networkx DiGraph; a merge is refused when another path
-connects the two groups, since contracting them would then create a cycle.
+A merge is refused when another path connects the two groups in the group graph, since
+contracting them would then create a cycle; the final group graph is a networkx DiGraph,
+checked acyclic and used to order the kernels.
 """
 
 from __future__ import annotations
@@ -126,39 +127,67 @@ class Partition:
 
 
 def partition(order: list[Tensor], max_nodes: int = MAX_GROUP_NODES) -> Partition:
-    """Fuse the compute nodes of ``order`` (a topological order) into groups."""
+    """Fuse the compute nodes of ``order`` (a topological order) into groups.
+
+    While merging, the group graph is kept as successor and predecessor sets (contracting
+    an edge there is a few set operations, which matters on graphs of tens of thousands of
+    nodes); the result's ``graph`` is the networkx DiGraph of the final groups, which
+    orders them and is checked to be acyclic.
+    """
     pos = {id(n): k for k, n in enumerate(order)}
     group_of: dict[int, Group] = {}
     groups: dict[int, Group] = {}
-    q = nx.DiGraph()
+    succ: dict[int, set[int]] = {}
+    pred: dict[int, set[int]] = {}
     first: dict[int, int] = {}  # group -> position of its first member
+    cat: dict[int, str] = {}
+    flat: dict[int, tuple[Size, ...]] = {}  # shapes without their 1-axes
+    users: dict[int, list[Tensor]] = {}
     for n in order:
-        cat = category(n)
-        if cat == "leaf":
+        kind = cat[id(n)] = category(n)
+        flat[id(n)] = strip1(n.shape)
+        for i in n.inputs:
+            users.setdefault(id(i), []).append(n)
+        if kind == "leaf":
             continue
         gid = len(groups)
-        if cat == "red":
+        if kind == "red":
             x = n.inputs[0]
             axes = _reduced_positions(x, n.attr("axes"))
             assert axes, f"{n.op.name} over axes of size 1 only must be decomposed first"
             g = Group(gid, [n], tuple(strip1(x.shape)), axes)
             g.level[id(n)] = "red"
         else:
-            g = Group(gid, [n], tuple(strip1(n.shape)), None, lib=cat == "lib")
+            g = Group(gid, [n], flat[id(n)], None, lib=kind == "lib")
             g.level[id(n)] = "full"
         groups[gid] = g
         first[gid] = pos[id(n)]
         group_of[id(n)] = g
-        q.add_node(gid)
+        succ[gid] = set()
+        preds = pred[gid] = set()
         for i in n.inputs:
             gi = group_of.get(id(i))
             if gi is not None and gi.gid != gid:
-                q.add_edge(gi.gid, gid)
+                succ[gi.gid].add(gid)
+                preds.add(gi.gid)
 
-    users: dict[int, list[Tensor]] = {}
-    for n in order:
-        for i in n.inputs:
-            users.setdefault(id(i), []).append(n)
+    def relation(p: Tensor, c: Tensor) -> str | None:  # fusable(), from the caches
+        cc = cat[id(c)]
+        if cc == "red":
+            return "prologue"
+        if cc == "ew" and flat[id(p)] == flat[id(c)]:
+            return "same"
+        if cc == "view" and aligned_view(c):
+            return "same"
+        return None
+
+    def edge_ok(u: Tensor, v: Tensor, lu: str, lv: str) -> bool:  # _edge_ok(), likewise
+        rel = relation(u, v)
+        if rel == "prologue":
+            return lu == "full" and lv == "red"
+        if rel == "same":
+            return (lu, lv) in (("full", "full"), ("out", "out"), ("red", "out"))
+        return False
 
     def merge(gp: Group, gc: Group, p: Tensor, c: Tensor, rel: str) -> bool:
         if gp is gc or gp.lib or gc.lib:
@@ -177,33 +206,37 @@ def partition(order: list[Tensor], max_nodes: int = MAX_GROUP_NODES) -> Partitio
         small, other = (gp, gc) if len(gp.members) <= len(gc.members) else (gc, gp)
         for m in small.members:
             for i in m.inputs:
-                if group_of.get(id(i)) is other and not _edge_ok(i, m, level(i), level(m)):
+                if group_of.get(id(i)) is other and not edge_ok(i, m, level(i), level(m)):
                     return False
             for u in users.get(id(m), ()):
-                if group_of.get(id(u)) is other and not _edge_ok(m, u, level(m), level(u)):
+                if group_of.get(id(u)) is other and not edge_ok(m, u, level(m), level(u)):
                     return False
         # gp -> gc is an edge, so the graph (a DAG) has no path back from gc to gp
-        if _other_path(q, gp.gid, gc.gid, first, pos[id(c)]):
+        if _other_path(succ, pred, gp.gid, gc.gid, first, pos[id(c)]):
             return False
         if moved is not None:
             for m in moved.members:
                 moved.level[id(m)] = target
         keep, gone = (gp, gc) if len(gp.members) >= len(gc.members) else (gc, gp)
+        k, d = keep.gid, gone.gid
         for m in gone.members:
             group_of[id(m)] = keep
         keep.members.extend(gone.members)
         keep.level.update(gone.level)
         keep.domain, keep.axes = domain, axes
-        first[keep.gid] = min(first[keep.gid], first[gone.gid])
-        del first[gone.gid]
-        for t in list(q.successors(gone.gid)):
-            if t != keep.gid:
-                q.add_edge(keep.gid, t)
-        for t in list(q.predecessors(gone.gid)):
-            if t != keep.gid:
-                q.add_edge(t, keep.gid)
-        q.remove_node(gone.gid)
-        del groups[gone.gid]
+        first[k] = min(first[k], first[d])
+        del first[d]
+        for t in succ.pop(d):
+            pred[t].discard(d)
+            if t != k:
+                succ[k].add(t)
+                pred[t].add(k)
+        for t in pred.pop(d):
+            succ[t].discard(d)
+            if t != k:
+                pred[k].add(t)
+                succ[t].add(k)
+        del groups[d]
         return True
 
     for c in order:
@@ -212,10 +245,13 @@ def partition(order: list[Tensor], max_nodes: int = MAX_GROUP_NODES) -> Partitio
         for p in c.inputs:
             if id(p) not in group_of:
                 continue
-            rel = fusable(p, c)
+            rel = relation(p, c)
             if rel is not None:
                 merge(group_of[id(p)], group_of[id(c)], p, c, rel)
 
+    q = nx.DiGraph()
+    q.add_nodes_from(groups)
+    q.add_edges_from((a, b) for a, bs in succ.items() for b in bs)
     assert nx.is_directed_acyclic_graph(q), "fusion created a cycle"
     for g in groups.values():
         g.members.sort(key=lambda m: pos[id(m)])
@@ -223,21 +259,27 @@ def partition(order: list[Tensor], max_nodes: int = MAX_GROUP_NODES) -> Partitio
     return Partition(ordered, group_of, q)
 
 
-def _other_path(q: nx.DiGraph, a: int, b: int, first: dict[int, int], now: int) -> bool:
+def _other_path(succ: dict[int, set[int]], pred: dict[int, set[int]], a: int, b: int,
+                first: dict[int, int], now: int) -> bool:
     """Whether ``b`` is reachable from ``a`` other than by the edge ``a -> b``.
 
+    Such a path enters ``b`` from another of its predecessors, so there is none when ``a``
+    is the only one (the common case), and otherwise the search stops at any of them.
     Merges happen while visiting consumers in topological order, so when the consumer at
     position ``now`` is visited every group holding a later node is a singleton, and such
     a group cannot lead back to ``b`` (all of whose members come no later than ``now``):
     the search skips them, which keeps it small on long graphs.
     """
-    stack = [s for s in q.successors(a) if s != b and first[s] <= now]
+    targets = pred[b] - {a}
+    if not targets:
+        return False
+    stack = [s for s in succ[a] if s != b and first[s] <= now]
     seen = set(stack)
     while stack:
         n = stack.pop()
-        if n == b:
+        if n in targets:
             return True
-        for s in q.successors(n):
+        for s in succ[n]:
             if s not in seen and first[s] <= now:
                 seen.add(s)
                 stack.append(s)

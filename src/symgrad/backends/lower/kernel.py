@@ -272,13 +272,21 @@ class LoweredProgram:
     symbols: list[str]  # size symbols in dims order
     size_sources: dict[str, tuple[int, int]]
     plan: BufferPlan
+    _text: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def scratch(self) -> list[Buffer]:
         return [b for k in self.kernels if isinstance(k, LoopKernel) for b in k.scratch]
 
     def text(self) -> str:
-        """Readable and complete: it is also what the compile cache hashes."""
+        """Readable and complete: it is also what the compile cache hashes. Made once (the
+        backends ask for it several times): a lowered program is not changed after
+        lowering."""
+        if self._text is None:
+            self._text = self._make_text()
+        return self._text
+
+    def _make_text(self) -> str:
         lines = []
         if self.symbols:
             lines.append("sizes " + ", ".join(self.symbols))

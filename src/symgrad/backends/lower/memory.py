@@ -72,30 +72,32 @@ def plan_buffers(kernels: Sequence[Kernel], temps: Sequence[Buffer]) -> BufferPl
     slots: list[list[Buffer]] = []
     slot_end: list[int] = []  # last use of the slot's newest member
     free: list[int] = []  # slots whose members are all dead, kept sorted
-    active: list[tuple[int, int]] = []  # (last use, slot) heap of busy slots
+    active: list[tuple[int, int, int]] = []  # (last use, slot, generation) heap of busy slots
+    generation: list[int] = []  # per slot; an entry of an older generation is stale
     inplace: list[tuple[str, str]] = []
     colour: dict[int, int] = {}
     for b in ordered:
         start = first[id(b)]
         while active and active[0][0] < start:
-            _, slot = heapq.heappop(active)
-            bisect.insort(free, slot)
+            _, slot, gen = heapq.heappop(active)
+            if gen == generation[slot]:
+                bisect.insort(free, slot)
         partner = pairs.get(id(b))
         c = colour.get(partner) if partner is not None else None
         if c is not None and slot_end[c] == start and last[partner] == start:  # type: ignore[index]
             # the operand dies in the kernel that writes b at the same elements: share
             inplace.append((bufs[partner].name, b.name))  # type: ignore[index]
-            active = [(e, s) for e, s in active if s != c]
-            heapq.heapify(active)
+            generation[c] += 1  # the slot's entry in the heap is replaced below
         elif free:
             c = free.pop(0)
         else:
             c = len(slots)
             slots.append([])
             slot_end.append(-1)
+            generation.append(0)
         slots[c].append(b)
         slot_end[c] = last[id(b)]
-        heapq.heappush(active, (last[id(b)], c))
+        heapq.heappush(active, (last[id(b)], c, generation[c]))
         colour[id(b)] = c
         b.slot = c
     return BufferPlan(slots, inplace)
