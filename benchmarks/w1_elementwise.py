@@ -80,12 +80,12 @@ def run(quick: bool = False) -> list[Row]:
     f_llvm = sg.compile(outs, backend="llvm")
     threads = os.environ.get("SYMGRAD_NUM_THREADS") or str(len(os.sched_getaffinity(0)))
     with Env(SYMGRAD_NUM_THREADS="1"):
-        f_llvm._impl._local.state = None
+        f_llvm._impl.reset()  # plan the thread split again for this thread count
         add("symgrad llvm, 1 thread", lambda: f_llvm(x=x))
     with Env(SYMGRAD_NUM_THREADS=threads):
-        f_llvm._impl._local.state = None
+        f_llvm._impl.reset()
         add(f"symgrad llvm, {threads} threads", lambda: f_llvm(x=x))
-    f_llvm._impl._local.state = None
+    f_llvm._impl.reset()
 
     def jax_peer(jax: Any) -> None:
         import jax.numpy as jnp

@@ -99,7 +99,7 @@ def test_program_in_several_modules(monkeypatch: pytest.MonkeyPatch) -> None:
     want = ref(x=xv)
     for threads, parallel in (("2", True), ("1", False)):
         monkeypatch.setenv("SYMGRAD_NUM_THREADS", threads)
-        f._impl._local.state = None
+        f._impl.reset()
         assert f._impl._state((xv.size,)).parallel == parallel
         for g, w in zip(f._impl(xv), want):
             np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-9)  # the sum: 150000 terms

@@ -532,3 +532,23 @@ def test_a_size_shared_by_two_axes_of_one_input() -> None:
     assert not _takes_fast_path(f, np.zeros((3, 2), np.int32))
     with pytest.raises(InputError, match="'m'"):
         f(np.zeros((3, 2), np.int32))
+
+
+def test_reset_plans_the_thread_split_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = sg.placeholder("x", (None,), "float32")
+    y = sg.sum(sg.softplus(x) * sg.tanh(x) + sg.sigmoid(x) ** 2)
+    f = sg.compile([y, sg.grad(y, x)], backend="llvm")
+    xv = np.linspace(-3, 3, 1 << 20, dtype=np.float32)
+    want = f._impl(xv)
+    monkeypatch.setenv("SYMGRAD_NUM_THREADS", "1")
+    f._impl.reset()
+    f(xv)
+    assert _takes_fast_path(f, xv)  # one thread: the whole program in one native call
+    monkeypatch.setenv("SYMGRAD_NUM_THREADS", "2")
+    assert _takes_fast_path(f, xv)  # the sizes' plan is kept until reset
+    f._impl.reset()
+    got = f(xv)
+    assert f._impl._state((xv.size,)).parallel
+    assert not _takes_fast_path(f, xv)  # large kernels split over two threads
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-6)
+    np.testing.assert_array_equal(got[1], want[1])

@@ -375,6 +375,12 @@ class FastCall:
         # With less, a builtin that outlives its function reads freed memory.
         return new(ctypes.addressof(self._def), handle, (self._def, self, owner))
 
+    def disable(self) -> None:
+        """Send every call to the general path until :meth:`prepare` is called again."""
+        with self._writing:
+            self.table[T_ENABLED] = 0
+            self.state = None
+
     def prepare(self, state: Any) -> None:
         """Use ``state`` (frame, sizes, output shapes of one call's sizes) for fast calls.
 

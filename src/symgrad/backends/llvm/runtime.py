@@ -202,6 +202,15 @@ class LLVMFunction:
         # the builtin keeps this object (the engine, the constants) alive
         return self._fast.callable(single, self) if self._fast is not None else None
 
+    def reset(self) -> None:
+        """Forget the per-size states (thread split, workspace, the fast call's sizes):
+        the next call of each size plans again, e.g. after ``SYMGRAD_NUM_THREADS`` changed."""
+        self._local = threading.local()
+        if self._fast is not None:
+            self._fast.disable()
+            if not self.lp.symbols:
+                self._prepare_fast(_State(self, ()), own=True)
+
     def _prepare_fast(self, st: _State, own: bool = False) -> None:
         """Let fast calls use sizes ``st.dims`` (the state itself when ``own``)."""
         fast = self._fast
