@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from symgrad.backends.base import Program, get_backend
+from symgrad.backends.base import Program, gc_paused, get_backend
 from symgrad.errors import InputDTypeError, InputError
 from symgrad.ir import shape as S
 from symgrad.ir.dtypes import DTYPES
@@ -387,7 +387,7 @@ def compile(  # noqa: A001 - the public name promised by the API
 
     pm = PassManager(parse_pipeline(pipeline if pipeline is not None else DEFAULT_PIPELINE),
                      verify_each=verify_each, print_changed=print_changed, dump_dir=dump_dir)
-    with order_cache():
+    with order_cache(), gc_paused():
         optimized = pm.run(outs)
         nodes = toposort(optimized)
         program = Program(ins, optimized, _size_sources(ins, nodes), nodes)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from symgrad.backends.base import Program
+from symgrad.backends.base import Program, gc_paused
 from symgrad.backends.llvm import fastcall, jit
 from symgrad.backends.llvm.codegen import SUPPORTED_OPS, Codegen, module_info, module_parts
 from symgrad.backends.llvm.jit import cache_stats, clear_memory_cache
@@ -25,7 +25,7 @@ class LLVMBackend:
     name = "llvm"
 
     def build(self, program: Program) -> LLVMFunction:
-        with jit.gc_paused():
+        with gc_paused():
             return self._build(program)
 
     def _build(self, program: Program) -> LLVMFunction:

@@ -22,7 +22,6 @@ miss happened.
 from __future__ import annotations
 
 import ctypes
-import gc
 import hashlib
 import os
 import threading
@@ -183,20 +182,6 @@ def _without_lsr() -> Iterator[None]:
             _no_lsr_users -= 1
             if _no_lsr_users == 0:
                 llvm.set_option("", "-disable-lsr=false")
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Python's cycle collector paused: compiling a large program allocates hundreds of
-    thousands of long-lived objects (graph, kernels, llvmlite IR), and the collector's
-    full passes over them took about a fifth of the compile time of a long chain."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _compile(ir_text: str) -> bytes:
