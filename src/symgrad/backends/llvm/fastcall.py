@@ -9,9 +9,10 @@ Python objects the checks compare against, and the output shapes for those sizes
 function accepts exactly what the common call looks like: one argument per input, each an
 exact ``numpy.ndarray`` with the input's dtype, rank and sizes, C-contiguous and aligned,
 or, for a 0-d input, a NumPy scalar of the input's dtype or a Python ``float`` for a
-float input (rounded to ``float32`` as NumPy's cast does, unless it overflows). Anything else, sizes other than the prepared ones, or a nonzero result
-of the program returns the table's *slow* object, and the caller takes the general path,
-which converts, explains errors and prepares the state for new sizes. The function runs
+float input (rounded to ``float32`` as NumPy's cast does, unless it overflows). Anything
+else, sizes other than the prepared ones, or a nonzero result of the program returns the
+table's *slow* object, and the caller takes the general path, which converts, explains
+errors and prepares the state for new sizes. The function runs
 holding the GIL, so the one prepared state is never used by two calls at once; the
 table is rewritten by one thread at a time (:meth:`FastCall.prepare`), and each builtin
 keeps alive everything its table points to (the table, the prepared state, the machine
@@ -52,6 +53,7 @@ PTR = ir.PointerType()
 # PyArrayObject_fields and PyObject offsets (64-bit CPython), checked by `available`
 OB_TYPE, A_DATA, A_ND, A_DIMS, A_DESCR, A_FLAGS = 8, 16, 24, 32, 56, 64
 SCALAR_VALUE = 16  # PyObject_HEAD, then the value, in NumPy scalars and Python floats
+TUPLE_ITEMS = 24  # offset of ob_item in a tuple
 NEED_FLAGS = 0x1 | 0x100  # NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED
 METH_FASTCALL = 0x80
 
@@ -256,8 +258,6 @@ def emit(module: ir.Module, program: ir.Function, layout: FastLayout, name: str)
         b.store(made[j], addr(tup, TUPLE_ITEMS + 8 * i))
     b.ret(tup)
 
-
-TUPLE_ITEMS = 24  # offset of ob_item in a tuple
 
 
 # -- the run time side ---------------------------------------------------------------------------
