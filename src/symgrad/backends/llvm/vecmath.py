@@ -16,10 +16,11 @@ Algorithms (range reduction, then a minimax polynomial):
 - log, log1p: ``x = 2^e m`` with ``m`` in ``[sqrt(1/2), sqrt(2))``; float32 uses a polynomial
   in ``f = m - 1``, float64 the ``s = f / (2 + f)`` form; log1p adds the rounding error of
   ``1 + x`` back as a first-order correction.
-- tanh: ``x + x^3 P(x^2)`` for ``|x| < 0.625``, else ``(1 - q) / (1 + q)``, ``q = e^(-2|x|)``.
-- sigmoid, softplus: from ``t = e^(-|x|)`` (never overflows): ``1/(1+t)`` or ``t/(1+t)``;
-  ``max(x, 0) + log1p(t)``. Both emit the same instructions for ``t``, so LLVM's CSE shares
-  it when both appear in one kernel.
+- sigmoid, softplus, tanh: from ``t = e^(-|x|)`` (never overflows): ``1/(1+t)`` or
+  ``t/(1+t)``; ``max(x, 0) + log1p(t)``; ``|x| + |x|^3 P(x^2)`` for ``|x| < 0.625``, else
+  ``n - t^2 n / (1 + t^2)`` with ``n = -m (2 + m) = 1 - t^2`` and ``m = expm1(-|x|)`` rebuilt
+  from the same reduction, signed by ``copysign``. All three emit the same instructions for
+  ``t``, so LLVM's CSE leaves one exp polynomial when they appear in one kernel.
 - erf: ``x + x E(x^2)`` for ``|x| < 0.875``, else ``1 - e^(-x^2) R(|x|)`` with ``R`` fitted
   to ``erfc(t) e^(t^2)``.
 - sin, cos: ``x = q pi/2 + r`` in double precision with pi/2 in four parts (exact for
@@ -477,10 +478,20 @@ class _Emit:
         r, _, k = self.exp_reduce(x)
         return self.mul(self.add(self.c(1.0), self.expm1_poly(r)), self.pow2(k))
 
-    def f_exp(self, x: ir.Value) -> ir.Value:
+    def exp_parts(self, x: ir.Value, nonpos: bool = False) -> tuple[ir.Value, ir.Value, ir.Value]:
+        """(exp(x), expm1(r), k) with x clamped to [exp_lo, exp_hi] and reduced as k ln2 + r
+        (``nonpos``: x <= 0 or nan, so only the lower clamp is needed)."""
         K = self.K
-        r, _, k = self.exp_reduce(self.clamp(x, K.exp_lo, K.exp_hi))
-        return self.ldexp(self.add(self.c(1.0), self.expm1_poly(r)), k)
+        if nonpos:
+            x = self.sel(self.lt(x, self.c(K.exp_lo)), self.c(K.exp_lo), x)  # nan stays nan
+        else:
+            x = self.clamp(x, K.exp_lo, K.exp_hi)
+        r, _, k = self.exp_reduce(x)
+        em1 = self.expm1_poly(r)
+        return self.ldexp(self.add(self.c(1.0), em1), k), em1, k
+
+    def f_exp(self, x: ir.Value) -> ir.Value:
+        return self.exp_parts(x)[0]
 
     def f_expm1(self, x: ir.Value) -> ir.Value:
         K = self.K
@@ -550,13 +561,15 @@ class _Emit:
         )
         return self.sel(ok, res, special)
 
-    def log1p_corr(self, e: ir.Value, m: ir.Value, u: ir.Value, c: ir.Value) -> ir.Value:
-        """c / u, the first-order correction for the rounding error c of u = 1 + x."""
+    def log1p_corr(self, e: ir.Value, m: ir.Value, u: ir.Value, c: ir.Value,
+                   small_e: bool = False) -> ir.Value:
+        """c / u, the first-order correction for the rounding error c of u = 1 + x
+        (``small_e``: the caller knows e <= 100, so 2^-e needs no clamp)."""
         if self.f64:
             return self.div(c, u)
         # float32: c 2^-e / m with 1/m ~ 1 - f + f^2 (f = m - 1): the truncation error is
         # below 0.2 ulp of the result; avoids a second division
-        ec = self.b.select(self.b.icmp_signed(">", e, self.i(100)), self.i(100), e)
+        ec = e if small_e else self.b.select(self.b.icmp_signed(">", e, self.i(100)), self.i(100), e)
         f = self.sub(m, self.c(1.0))
         inv = self.fma(f, self.sub(f, self.c(1.0)), self.c(1.0))
         return self.mul(self.mul(c, self.pow2(self.b.neg(ec))), inv)
@@ -566,8 +579,8 @@ class _Emit:
         one = self.c(1.0)
         u = self.add(one, t)
         c = self.sub(t, self.sub(u, one))
-        e, m = self.decompose(u)
-        return self.log_core(e, m, self.log1p_corr(e, m, u, c))
+        e, m = self.decompose(u)  # e is 0 or 1
+        return self.log_core(e, m, self.log1p_corr(e, m, u, c, small_e=True))
 
     def f_log1p(self, x: ir.Value) -> ir.Value:
         inf = float("inf")
@@ -589,9 +602,12 @@ class _Emit:
 
     # ---- logistic family -----------------------------------------------------------------
 
+    def exp_neg_abs_parts(self, x: ir.Value) -> tuple[ir.Value, ir.Value, ir.Value]:
+        # sigmoid, softplus and tanh emit exactly this sequence, so LLVM's CSE shares it
+        return self.exp_parts(self.neg(self.fabs(x)), nonpos=True)
+
     def exp_neg_abs(self, x: ir.Value) -> ir.Value:
-        # sigmoid and softplus emit exactly this sequence, so LLVM's CSE can share it
-        return self.f_exp(self.neg(self.fabs(x)))
+        return self.exp_neg_abs_parts(x)[0]
 
     def f_sigmoid(self, x: ir.Value) -> ir.Value:
         t = self.exp_neg_abs(x)
@@ -607,13 +623,23 @@ class _Emit:
         K = self.K
         a = self.fabs(x)
         z = self.mul(x, x)
-        small = self.fma(self.mul(x, z), self.poly(z, K.tanh_t), x)
-        ac = self.sel(self.gt(a, self.c(K.tanh_sat)), self.c(K.tanh_sat), a)
-        q = self.exp_narrow(self.mul(ac, self.c(-2.0)))
+        small = self.fma(self.mul(a, z), self.poly(z, K.tanh_t), a)  # +0 for +-0
+        # |x| >= 0.625: with t = e^-|x| (shared with sigmoid and softplus) and
+        # m = expm1(-|x|) = 2^k expm1(r) + (2^k - 1) from the same reduction (k <= -1, and
+        # 2^k is normal up to tanh_sat), tanh|x| = (1 - t^2) / (1 + t^2) = -m (2 + m) / (1 + t^2)
+        # without cancellation
+        t, em1, k = self.exp_neg_abs_parts(x)
         one = self.c(1.0)
-        big = self.copysign(self.div(self.sub(one, q), self.add(one, q)), x)
-        res = self.sel(self.lt(a, self.c(_TANH_SPLIT)), small, big)
-        return self.sel(self.eq(x, self.c(0.0)), x, res)  # keeps -0
+        p = self.pow2(k)
+        m = self.fma(p, em1, self.sub(p, one))
+        num = self.fma(m, self.neg(m), self.mul(m, self.c(-2.0)))  # -m (2 + m), one rounding
+        t2 = self.mul(t, t)
+        # num / (1 + t^2) = num - t^2 num / (1 + t^2): the rounding of 1 + t^2 only reaches
+        # the small second term
+        big = self.sub(num, self.div(self.mul(t2, num), self.add(one, t2)))
+        big = self.sel(self.gt(a, self.c(K.tanh_sat)), one, big)  # nan stays nan
+        # one copysign for both branches, which also gives -0 for -0
+        return self.copysign(self.sel(self.lt(a, self.c(_TANH_SPLIT)), small, big), x)
 
     def f_erf(self, x: ir.Value) -> ir.Value:
         K = self.K
