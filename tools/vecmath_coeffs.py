@@ -302,6 +302,8 @@ FITS = [
     Fit("exp_q_f32", _exp_q, _exp_w, -LN2_HALF, LN2_HALF, 5, "float32"),
     Fit("exp_q_f64", _exp_q, _exp_w, -LN2_HALF, LN2_HALF, 10, "float64"),
     Fit("log1p_p_f32", _log1p_p, _log1p_w, LOG_F_MIN, LOG_F_MAX, 8, "float32"),
+    # softplus's log1p(t), t in [0, 1]: 1 + t = 2^e (1 + f) with f in [-1/4, 1/2]
+    Fit("log1p_unit_p_f32", _log1p_p, _log1p_w, -0.25 * (1 + 2**-20), 0.5 * (1 + 2**-20), 8, "float32"),
     Fit("log_g_f64", _log_g, _log_w, 0.0, S_MAX**2, 7, "float64"),
     Fit("log_h_f64", _log_h, _log_hw, 0.0, S_MAX**2, 7, "float64"),
     Fit("sin_s_f32", _sin_s, _sin_w, 0.0, PI_4**2, 3, "float32"),

@@ -17,7 +17,8 @@ Algorithms (range reduction, then a minimax polynomial):
   in ``f = m - 1``, float64 the ``s = f / (2 + f)`` form; log1p adds the rounding error of
   ``1 + x`` back as a first-order correction.
 - sigmoid, softplus, tanh: from ``t = e^(-|x|)`` (never overflows): ``1/(1+t)`` or
-  ``t/(1+t)``; ``max(x, 0) + log1p(t)``; ``|x| + |x|^3 P(x^2)`` for ``|x| < 0.625``, else
+  ``t/(1+t)``; ``max(x, 0) + log1p(t)`` (``1 + t = 2^e (1 + f)`` by a compare, no
+  exponent extraction); ``|x| + |x|^3 P(x^2)`` for ``|x| < 0.625``, else
   ``n - t^2 n / (1 + t^2)`` with ``n = -m (2 + m) = 1 - t^2`` and ``m = expm1(-|x|)`` rebuilt
   from the same reduction, signed by ``copysign``. All three emit the same instructions for
   ``t``, so LLVM's CSE leaves one exp polynomial when they appear in one kernel.
@@ -217,6 +218,11 @@ class _K32:
     log1p_p = _h("0x1.5555540000000p-2", "-0x1.0002280000000p-2", "0x1.99a0360000000p-3",
                  "-0x1.5472260000000p-3", "0x1.22d5dc0000000p-3", "-0x1.0d81ba0000000p-3",
                  "0x1.0575dc0000000p-3", "-0x1.39070c0000000p-4")
+    # log1p_unit_p_f32: the same function on [-0.25, 0.5] (1 + 2^-20) (softplus's log1p),
+    # 8 terms, 2^-26.7 (9 terms would give 2^-30.0)
+    log1p_unit_p = _h("0x1.5555a40000000p-2", "-0x1.fffdb40000000p-3", "0x1.99646e0000000p-3",
+                      "-0x1.5557dc0000000p-3", "0x1.2996c40000000p-3", "-0x1.0a7cde0000000p-3",
+                      "0x1.937ae20000000p-4", "-0x1.463dd00000000p-5")
     # sin_s_f32: (sin r - r) / r^3 in z = r^2 on [0, 0.616851], 3 terms, 2^-27.9
     sin_s = _h("-0x1.5555460000000p-3", "0x1.1107780000000p-7", "-0x1.9954080000000p-13")
     # cos_c_f32: (cos r - 1 + z/2) / z^2 on [0, 0.616851], 3 terms, 2^-33.0
@@ -297,6 +303,7 @@ class _K64:
 
 
 _TANH_SPLIT = 0.625
+_LOG1P_UNIT_SPLIT = 0.41421356237309503  # sqrt(2) - 1 (the polynomials tolerate rounding)
 _ERF_SPLIT = 0.875
 
 _INTRINSICS = {
@@ -521,12 +528,17 @@ class _Emit:
 
     def log_core(self, e: ir.Value, m: ir.Value, corr: ir.Value | None) -> ir.Value:
         """e ln2 + log(m) + corr, where corr is a tiny additive correction (or None)."""
+        return self.log_core_f(e, self.sub(m, self.c(1.0)), corr)
+
+    def log_core_f(self, e: ir.Value, f: ir.Value, corr: ir.Value | None,
+                   p32: Sequence[float] = _K32.log1p_p) -> ir.Value:
+        """e ln2 + log1p(f) + corr for f in [sqrt(1/2) - 1, sqrt(2) - 1] (f = m - 1), or
+        in the range of ``p32`` (float32 only)."""
         K = self.K
-        f = self.sub(m, self.c(1.0))
         hfsq = self.mul(self.c(0.5), self.mul(f, f))
         if not self.f64:
             f2 = self.mul(f, f)
-            small = self.fma(self.mul(f2, f), self.poly(f, _K32.log1p_p), self.neg(hfsq))
+            small = self.fma(self.mul(f2, f), self.poly(f, p32), self.neg(hfsq))
             if corr is not None:
                 small = self.add(small, corr)
             lm = self.add(f, small)
@@ -561,26 +573,38 @@ class _Emit:
         )
         return self.sel(ok, res, special)
 
-    def log1p_corr(self, e: ir.Value, m: ir.Value, u: ir.Value, c: ir.Value,
-                   small_e: bool = False) -> ir.Value:
-        """c / u, the first-order correction for the rounding error c of u = 1 + x
-        (``small_e``: the caller knows e <= 100, so 2^-e needs no clamp)."""
+    def log1p_corr(self, e: ir.Value, m: ir.Value, u: ir.Value, c: ir.Value) -> ir.Value:
+        """c / u, the first-order correction for the rounding error c of u = 1 + x."""
         if self.f64:
             return self.div(c, u)
         # float32: c 2^-e / m with 1/m ~ 1 - f + f^2 (f = m - 1): the truncation error is
         # below 0.2 ulp of the result; avoids a second division
-        ec = e if small_e else self.b.select(self.b.icmp_signed(">", e, self.i(100)), self.i(100), e)
+        ec = self.b.select(self.b.icmp_signed(">", e, self.i(100)), self.i(100), e)
         f = self.sub(m, self.c(1.0))
         inv = self.fma(f, self.sub(f, self.c(1.0)), self.c(1.0))
         return self.mul(self.mul(c, self.pow2(self.b.neg(ec))), inv)
 
     def log1p_unit(self, t: ir.Value) -> ir.Value:
-        """log1p(t) for t in [0, 1] (used by softplus); nan gives garbage."""
-        one = self.c(1.0)
-        u = self.add(one, t)
-        c = self.sub(t, self.sub(u, one))
-        e, m = self.decompose(u)  # e is 0 or 1
-        return self.log_core(e, m, self.log1p_corr(e, m, u, c, small_e=True))
+        """log1p(t) for t in [0, 1] (used by softplus); nan gives garbage.
+
+        No exponent extraction: 1 + t = 2^e (1 + f) with e = 0, f = t below the split, else
+        e = 1, f = t/2 - 1/2. float32 splits at 1/2, where f = (t - 1)/2 is exact (a multiple
+        of 2^-25 below 1/4 in magnitude) and f in [-1/4, 1/2] has its own polynomial. float64
+        splits at sqrt(2) - 1 to stay in the range of the log polynomial; for t < 1/2 that f
+        is rounded, and its error c = h - (f + 1/2) (h = t/2; f + 1/2 is exact by Sterbenz)
+        enters as c / (1 + f) ~ c (1 - f)."""
+        if not self.f64:
+            big = self.gt(t, self.c(0.5))
+            f = self.sel(big, self.fma(t, self.c(0.5), self.c(-0.5)), t)
+            e = self.b.zext(big, self.bits(t).type)
+            return self.log_core_f(e, f, None, _K32.log1p_unit_p)
+        big = self.gt(t, self.c(_LOG1P_UNIT_SPLIT))
+        h = self.mul(t, self.sel(big, self.c(0.5), self.c(1.0)))
+        k = self.sel(big, self.c(0.5), self.c(0.0))
+        f = self.sub(h, k)
+        cn = self.sub(self.add(f, k), h)  # -c; 0 when f = t
+        e = self.b.zext(big, self.bits(t).type)
+        return self.log_core_f(e, f, self.mul(cn, self.sub(f, self.c(1.0))))
 
     def f_log1p(self, x: ir.Value) -> ir.Value:
         inf = float("inf")
