@@ -12,7 +12,7 @@ import symgrad as sg
 from symgrad.backends.base import Program
 from symgrad.backends.lower import LibCall, LoopKernel, LoweredProgram, lower, partition
 from symgrad.backends.lower.decompose import decompose
-from symgrad.backends.lower.fusion import _edge_ok, category
+from symgrad.backends.lower.fusion import _levels_ok, category, fusable
 from symgrad.compile import _size_sources
 from symgrad.ir.graph import placeholders, toposort
 from symgrad.ir.tensor import Tensor
@@ -49,7 +49,7 @@ def check_partition(outs: list[Tensor]) -> int:
         for m in g.members:
             for i in m.inputs:
                 if id(i) in members:
-                    assert _edge_ok(i, m, g.level[id(i)], g.level[id(m)])
+                    assert _levels_ok(fusable(i, m), g.level[id(i)], g.level[id(m)])
     # every node-level edge between groups follows the group order
     for n in order:
         for i in n.inputs:

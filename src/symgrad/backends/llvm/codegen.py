@@ -30,7 +30,7 @@ from typing import Any
 
 from llvmlite import ir
 
-from symgrad.backends.llvm import fastcall, vecmath
+from symgrad.backends.llvm import vecmath
 from symgrad.backends.llvm.jit import LINK_NAMES, LINK_TABLE
 from symgrad.backends.llvm.mathlib import (
     INLINE_MATH_LIMIT,
@@ -1308,6 +1308,8 @@ class Codegen:
                 b.ret(b.or_(ir.Constant(I32, (k + 1) << 4), r))
         b.ret(ir.Constant(I32, 0))
         self._entry_objects(fn)
+        from symgrad.backends.llvm import fastcall  # it builds on this module's types
+
         fast = fastcall.FastLayout.of(self.lp) if fastcall.available() else None
         if fast is not None:
             fastcall.emit(self.module, fn, fast, self.info.entry + "_fast")

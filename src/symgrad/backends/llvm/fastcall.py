@@ -38,17 +38,10 @@ import numpy as np
 from llvmlite import binding as llvm
 from llvmlite import ir
 
+from symgrad.backends.llvm.codegen import F32, F64, I1, I8, I32, I64, PTR
 from symgrad.backends.lower import LoweredProgram
 from symgrad.ir.dtypes import DTYPES
 from symgrad.ir.shape import Dim
-
-I1 = ir.IntType(1)
-I8 = ir.IntType(8)
-I32 = ir.IntType(32)
-I64 = ir.IntType(64)
-F32 = ir.FloatType()
-F64 = ir.DoubleType()
-PTR = ir.PointerType()
 
 # PyArrayObject_fields and PyObject offsets (64-bit CPython), checked by `available`
 OB_TYPE, A_DATA, A_ND, A_DIMS, A_DESCR, A_FLAGS = 8, 16, 24, 32, 56, 64

@@ -181,13 +181,8 @@ def partition(order: list[Tensor], max_nodes: int = MAX_GROUP_NODES) -> Partitio
             return "same"
         return None
 
-    def edge_ok(u: Tensor, v: Tensor, lu: str, lv: str) -> bool:  # _edge_ok(), likewise
-        rel = relation(u, v)
-        if rel == "prologue":
-            return lu == "full" and lv == "red"
-        if rel == "same":
-            return (lu, lv) in (("full", "full"), ("out", "out"), ("red", "out"))
-        return False
+    def edge_ok(u: Tensor, v: Tensor, lu: str, lv: str) -> bool:
+        return _levels_ok(relation(u, v), lu, lv)
 
     def merge(gp: Group, gc: Group, p: Tensor, c: Tensor, rel: str) -> bool:
         if gp is gc or gp.lib or gc.lib:
@@ -286,10 +281,9 @@ def _other_path(succ: dict[int, set[int]], pred: dict[int, set[int]], a: int, b:
     return False
 
 
-def _edge_ok(u: Tensor, v: Tensor, lu: str, lv: str) -> bool:
-    """Whether the edge ``u -> v`` (at levels ``lu``, ``lv``) can be an SSA use inside
-    one kernel."""
-    rel = fusable(u, v)
+def _levels_ok(rel: str | None, lu: str, lv: str) -> bool:
+    """Whether an edge ``u -> v`` whose fusion relation is ``rel`` (see :func:`fusable`),
+    at levels ``lu`` and ``lv``, can be an SSA use inside one kernel."""
     if rel == "prologue":
         return lu == "full" and lv == "red"
     if rel == "same":
