@@ -11,6 +11,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -324,6 +326,58 @@ def test_threads_split_large_kernels(monkeypatch: pytest.MonkeyPatch, rng: np.ra
     for got, want in zip(f(x=xv), f1(x=xv)):
         np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-4)
 
+
+
+def test_split_kernels_run_in_chunks_taken_in_turn(monkeypatch: pytest.MonkeyPatch,
+                                                   rng: np.random.Generator) -> None:
+    """A split kernel runs as several chunks per thread, taken by whichever thread is free:
+    a thread that is slowed down takes fewer chunks, and a sum keeps one partial per chunk,
+    so its value is the same however the chunks were shared out."""
+    from symgrad.backends.llvm import runtime
+
+    monkeypatch.setenv("SYMGRAD_NUM_THREADS", "2")
+    x = sg.placeholder("x", (None,), "float32")
+    outs = [sg.sum(sg.tanh(x) * x), sg.sigmoid(x) * 3.0]
+    f = sg.compile(outs, backend="llvm")
+    xv = rng.standard_normal(1_500_000).astype(np.float32)
+    st = f._impl._state(xv.shape)
+    plans = [p for p in st.plans if p.parts > 1]
+    assert plans and all(p.parts < p.chunks <= p.parts * runtime.CHUNKS_PER_THREAD for p in plans)
+    first = f(x=xv)
+    np.testing.assert_allclose(first[0], np.sum(np.tanh(xv.astype(np.float64)) * xv), rtol=1e-5)
+    np.testing.assert_allclose(first[1], 3.0 / (1.0 + np.exp(-xv.astype(np.float64))), rtol=1e-5)
+
+    # slow the pool's thread down: the calling thread then takes most chunks, and the sum
+    # is bit-identical, since it adds the chunks' partials in chunk order
+    taken: dict[str, int] = {}
+    real = f._impl._kfns
+
+    def slowed(fn: Any) -> Any:
+        def run(*args: Any) -> Any:
+            name = "pool" if threading.current_thread() is not threading.main_thread() else "main"
+            taken[name] = taken.get(name, 0) + 1
+            if name == "pool":
+                time.sleep(0.02)
+            return fn(*args)
+        return run
+
+    monkeypatch.setattr(f._impl, "_kfns", [slowed(fn) for fn in real])
+    again = f(x=xv)
+    assert taken["main"] > taken["pool"] >= 1
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_loops_calling_the_vector_math_are_interleaved() -> None:
+    """The inner loop of a kernel that calls the polynomial math carries an interleave hint
+    (its FMA chains are latency bound); a plain arithmetic loop is left to LLVM."""
+    from symgrad.backends.llvm.codegen import MATH_INTERLEAVE
+
+    x = sg.placeholder("x", (None,), "float32")
+    hint = f'!"llvm.loop.interleave.count", i32 {MATH_INTERLEAVE} }}'
+    assert hint in sg.compile(sg.tanh(x) + 1.0, backend="llvm")._impl.llvm_ir
+    assert hint in sg.compile(sg.sum(sg.exp(x)), backend="llvm")._impl.llvm_ir
+    assert "llvm.loop.interleave.count" not in sg.compile(x * 2.0 + 1.0, backend="llvm")._impl.llvm_ir
 
 # -- errors --------------------------------------------------------------------------------------
 def test_unsupported_ops_are_listed_with_their_lines() -> None:

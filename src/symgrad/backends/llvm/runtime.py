@@ -5,7 +5,10 @@ constant and workspace slot) and the size symbols into a ``dims`` array, then ei
 the whole program with one native call, or, when some kernel is large, runs the kernels
 one by one and splits each large one across a thread pool (the native calls release the
 GIL). ``SYMGRAD_NUM_THREADS`` sets the number of threads (default: the cores this process
-may use); small kernels always stay on the calling thread.
+may use); small kernels always stay on the calling thread. A split kernel's range is cut
+into several chunks per thread, which the threads take in turn, so a core that runs slower
+(shared with another process, or a smaller core) simply takes fewer chunks; a reduction
+keeps one partial result per chunk, so its value does not depend on which thread ran what.
 
 Per-size state (output shapes, the workspace, the frame) is cached per thread, so calls
 with the same sizes allocate only their outputs.
@@ -14,6 +17,7 @@ with the same sizes allocate only their outputs.
 from __future__ import annotations
 
 import ctypes
+import itertools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +44,9 @@ FINISH = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctyp
 
 # a kernel is split when (points x body cost) per thread is at least this much
 PARALLEL_MIN_WORK = 1 << 20
+# a split kernel is cut into at most this many chunks per thread, of at least this much work
+CHUNKS_PER_THREAD = 8
+CHUNK_MIN_WORK = PARALLEL_MIN_WORK // 4
 # calls whose workspace is at most this size take the fast native call (fastcall.py)
 FAST_MAX_WORKSPACE = 1 << 20
 ALIGN = 64
@@ -83,6 +90,33 @@ def num_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _run_chunks(fn: Any, frame: int, dims: int, plan: _Plan, step: int, partials: int) -> int:
+    """Run ``fn`` over ``plan.chunks`` chunks of ``range(plan.extent)`` on ``plan.parts``
+    threads (this one and pool threads), each taking the next chunk when it is done with
+    one; a reduction (``step`` > 0) writes chunk ``c``'s partial at ``partials + c * step``.
+    The first nonzero return code, or 0."""
+    chunks, extent = plan.chunks, plan.extent
+    bounds = [extent * c // chunks for c in range(chunks + 1)]
+    ticket = itertools.count()
+    lock = threading.Lock()  # itertools.count is atomic only under the GIL
+
+    def work() -> int:
+        while True:
+            with lock:
+                c = next(ticket)
+            if c >= chunks:
+                return 0
+            rc = fn(frame, dims, bounds[c], bounds[c + 1], partials + c * step if step else None)
+            if rc:
+                return int(rc)
+
+    futures = [_get_pool(plan.parts - 1).submit(work) for _ in range(plan.parts - 1)]
+    rc = work()
+    for fut in futures:
+        rc = rc or fut.result()
+    return rc
+
+
 def _get_pool(n: int) -> ThreadPoolExecutor:
     global _pool, _pool_size
     with _pool_lock:
@@ -103,7 +137,8 @@ def _ready(arrays: tuple[Any, ...]) -> tuple[np.ndarray, ...]:
 @dataclass
 class _Plan:
     extent: int
-    parts: int
+    parts: int  # threads
+    chunks: int = 1
 
 
 class _State:
@@ -140,15 +175,19 @@ class _State:
         parallel = False
         for kinfo in fn.info.kernels:
             extent = S.evaluate(kinfo.extent, env)
-            parts = 1
+            parts = chunks = 1
             if kinfo.split != "none" and threads > 1 and extent > 1:
                 work = S.evaluate(S.prod([1, *fn.domain_sizes(kinfo.name)]), env) * kinfo.cost
                 parts = int(min(threads, extent, max(1, work // PARALLEL_MIN_WORK)))
+                if parts > 1:
+                    chunks = int(min(extent, parts * CHUNKS_PER_THREAD,
+                                     max(parts, work // CHUNK_MIN_WORK)))
             parallel = parallel or parts > 1
-            self.plans.append(_Plan(extent, parts))
+            self.plans.append(_Plan(extent, parts, chunks))
         self.parallel = parallel
         nred = max([k.n_reductions for k in fn.info.kernels] + [1])
-        self.partials = np.zeros(threads * nred, dtype=np.int64)
+        most = max([p.chunks for p in self.plans] + [threads])
+        self.partials = np.zeros(most * nred, dtype=np.int64)
         self.partials_addr = self.partials.ctypes.data
         self.nred = nred
 
@@ -277,22 +316,10 @@ class LLVMFunction:
             if plan.parts <= 1:
                 rc = fn(frame, dims, 0, plan.extent, None)
             else:
-                pool = _get_pool(plan.parts - 1)
-                bounds = [plan.extent * t // plan.parts for t in range(plan.parts + 1)]
-                if kinfo.split == "range":
-                    futures = [pool.submit(fn, frame, dims, bounds[t], bounds[t + 1], None)
-                               for t in range(1, plan.parts)]
-                    rc = fn(frame, dims, bounds[0], bounds[1], None)
-                else:
-                    step = 8 * st.nred
-                    base = st.partials_addr
-                    futures = [pool.submit(fn, frame, dims, bounds[t], bounds[t + 1], base + t * step)
-                               for t in range(1, plan.parts)]
-                    rc = fn(frame, dims, bounds[0], bounds[1], base)
-                for fut in futures:
-                    rc = rc or fut.result()
+                rc = _run_chunks(fn, frame, dims, plan, 8 * st.nred if kinfo.split == "partial"
+                                 else 0, st.partials_addr)
                 if not rc and kinfo.split == "partial":
-                    rc = self._fins[kinfo.name](frame, dims, st.partials_addr, plan.parts)
+                    rc = self._fins[kinfo.name](frame, dims, st.partials_addr, plan.chunks)
             if rc:
                 return ((k + 1) << 4) | rc
         return 0
