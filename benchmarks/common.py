@@ -1,9 +1,10 @@
 """Shared benchmark helpers: timing, reference checks, peers, result rows.
 
 Every contender is first checked against a float64 reference (a failed check is reported
-and the contender is not timed), then timed: a warm-up call, then repeated calls until
-both ``min_runs`` calls and ``min_seconds`` have passed; the median is reported (and the
-minimum, which is less sensitive to other load on the machine).
+and the contender is not timed), then timed. The contenders of one workload are timed in
+alternating rounds (:class:`Rounds`), so that a burst of other load on this shared machine
+falls on all of them alike instead of on whichever ran at that moment; the median over all
+timed calls is reported (and the minimum, which is less sensitive to other load).
 """
 
 from __future__ import annotations
@@ -29,17 +30,60 @@ class Row:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def timeit(fn: Callable[[], Any], min_runs: int = 7, min_seconds: float = 1.0,
-           max_runs: int = 100_000) -> tuple[float, float]:
-    """(median, min) seconds per call of ``fn`` after one warm-up call."""
-    fn()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < max_runs and (len(times) < min_runs or time.perf_counter() - start < min_seconds):
-        t0 = time.perf_counter()
+class Rounds:
+    """Time several contenders in alternating rounds.
+
+    ``enter`` adds a contender's row to ``rows`` at once (so the table keeps the order of
+    entry) and :meth:`run` fills in its times: ``rounds`` rounds, in each of which every
+    contender, in turn, makes one untimed call and then timed calls for ``seconds /
+    rounds`` seconds (at least one). ``context`` (optional) is entered around each of a
+    contender's turns, e.g. to set its thread count. A contender that raises while being
+    timed gets an error note instead of times.
+    """
+
+    def __init__(self, rows: list[Row], seconds: float = 1.0, rounds: int = 7) -> None:
+        self.rows = rows
+        self.seconds = seconds
+        self.rounds = rounds
+        self.entries: list[tuple[Row, Callable[[], Any], Callable[[], Any] | None]] = []
+
+    def enter(self, workload: str, name: str, fn: Callable[[], Any], note: str = "",
+              context: Callable[[], Any] | None = None) -> None:
+        row = Row(workload, name, None, note=note)
+        self.rows.append(row)
+        self.entries.append((row, fn, context))
+
+    def run(self) -> None:
+        times: dict[int, list[float]] = {id(row): [] for row, _, _ in self.entries}
+        failed: set[int] = set()
+        for _ in range(self.rounds):
+            for row, fn, context in self.entries:
+                if id(row) in failed:
+                    continue
+                try:
+                    if context is None:
+                        self._turn(fn, times[id(row)])
+                    else:
+                        with context():
+                            self._turn(fn, times[id(row)])
+                except Exception as exc:  # noqa: BLE001 - reported in the table
+                    failed.add(id(row))
+                    row.note = f"error while timing: {type(exc).__name__}: {exc}"[:200]
+        for row, _, _ in self.entries:
+            got = times[id(row)]
+            if id(row) not in failed and got:
+                row.median_s, row.min_s = statistics.median(got), min(got)
+
+    def _turn(self, fn: Callable[[], Any], out: list[float]) -> None:
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), min(times)
+        start = time.perf_counter()
+        while True:
+            t0 = time.perf_counter()
+            fn()
+            t1 = time.perf_counter()
+            out.append(t1 - t0)
+            if t1 - start >= self.seconds / self.rounds:
+                return
 
 
 def timeit_batched(fn: Callable[[], Any], batch: int = 1000, rounds: int = 15) -> tuple[float, float]:

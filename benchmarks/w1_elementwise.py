@@ -9,17 +9,19 @@ LLVM): cold (cache off) and from the on-disk cache.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import Env, Row, check, pytensor_mode, timeit, with_peer  # noqa: E402
+from common import Env, Rounds, Row, check, pytensor_mode, with_peer  # noqa: E402
 
 N = 4_194_304
 NAME = "W1 elementwise value+grad"
@@ -53,6 +55,19 @@ def graph() -> tuple[Any, Any]:
     return x, [f, sg.grad(f, x)]
 
 
+def _thread_count(f: Any, count: str) -> Any:
+    """A context factory: ``f`` (LLVM) runs on ``count`` threads inside it."""
+    @contextlib.contextmanager
+    def ctx() -> Iterator[None]:
+        with Env(SYMGRAD_NUM_THREADS=count):
+            f._impl.reset()  # plan the thread split again for this thread count
+            try:
+                yield
+            finally:
+                f._impl.reset()
+    return ctx
+
+
 def run(quick: bool = False) -> list[Row]:
     import symgrad as sg
 
@@ -62,16 +77,17 @@ def run(quick: bool = False) -> list[Row]:
     want = reference(x)
     rtol, atol = 2e-4, 2e-4 * np.sqrt(n)  # the sum of n float32 terms
     rows: list[Row] = []
+    timed = Rounds(rows, seconds=1.0)
 
-    def add(name: str, fn: Any, note: str = "", to_host: Any = None) -> None:
-        """Check ``fn()`` (through ``to_host`` if given) against the reference, then time ``fn``."""
+    def add(name: str, fn: Any, note: str = "", to_host: Any = None, context: Any = None) -> None:
+        """Check ``fn()`` (through ``to_host`` if given) against the reference; if it passes,
+        ``fn`` is timed with the others at the end (``context``: see :class:`Rounds`)."""
         got = fn() if to_host is None else to_host(fn())
         bad = check(name, [got[0]], [want[0]], rtol, atol) or check(name, [got[1]], [want[1]], 1e-4, 1e-5)
         if bad:
             rows.append(Row(NAME, name, None, note=f"FAILED CHECK: {bad}"))
             return
-        med, lo = timeit(fn)
-        rows.append(Row(NAME, name, med, lo, note))
+        timed.enter(NAME, name, fn, note, context)
 
     add("NumPy by hand", lambda: numpy_by_hand(x))
     xs, outs = graph()
@@ -79,13 +95,10 @@ def run(quick: bool = False) -> list[Row]:
     add("symgrad numpy", lambda: f_np(x=x))
     f_llvm = sg.compile(outs, backend="llvm")
     threads = os.environ.get("SYMGRAD_NUM_THREADS") or str(len(os.sched_getaffinity(0)))
-    with Env(SYMGRAD_NUM_THREADS="1"):
-        f_llvm._impl.reset()  # plan the thread split again for this thread count
-        add("symgrad llvm, 1 thread", lambda: f_llvm(x=x))
-    with Env(SYMGRAD_NUM_THREADS=threads):
-        f_llvm._impl.reset()
-        add(f"symgrad llvm, {threads} threads", lambda: f_llvm(x=x))
-    f_llvm._impl.reset()
+    for count, label in (("1", "1 thread"), (threads, f"{threads} threads")):
+        ctx = _thread_count(f_llvm, count)
+        with ctx():
+            add(f"symgrad llvm, {label}", lambda: f_llvm(x=x), context=ctx)
 
     def jax_peer(jax: Any) -> None:
         import jax.numpy as jnp
@@ -129,6 +142,7 @@ def run(quick: bool = False) -> list[Row]:
     with_peer(rows, NAME, ["PyTorch eager"], "torch", torch_peer)
     with_peer(rows, NAME, ["PyTensor"], "pytensor", pytensor_peer)
     with_peer(rows, NAME, [numba_name], "numba", numba_peer)
+    timed.run()
     rows += compile_times()
     return rows
 

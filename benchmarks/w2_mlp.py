@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import Row, check, pytensor_mode, timeit, with_peer  # noqa: E402
+from common import Rounds, Row, check, pytensor_mode, with_peer  # noqa: E402
 
 SIZES = (784, 512, 512, 10)
 BATCH = 256
@@ -84,15 +84,16 @@ def run(quick: bool = False) -> list[Row]:
     vals = data()
     want = numpy_by_hand(data(np.float64))
     rows: list[Row] = []
+    timed = Rounds(rows, seconds=0.5 if quick else 2.0, rounds=10)
 
     def add(name: str, fn: Any, note: str = "", to_host: Any = None) -> None:
-        """Check ``fn()`` (through ``to_host`` if given) against the reference, then time ``fn``."""
+        """Check ``fn()`` (through ``to_host`` if given) against the reference; if it passes,
+        ``fn`` is timed with the others at the end."""
         bad = check(name, fn() if to_host is None else to_host(fn()), want, 1e-3, 1e-4)
         if bad:
             rows.append(Row(NAME, name, None, note=f"FAILED CHECK: {bad}"))
             return
-        med, lo = timeit(fn, min_seconds=0.5 if quick else 2.0)
-        rows.append(Row(NAME, name, med, lo, note))
+        timed.enter(NAME, name, fn, note)
 
     add("NumPy by hand", lambda: numpy_by_hand(vals))
     ins, outs = graph()
@@ -163,6 +164,7 @@ def run(quick: bool = False) -> list[Row]:
     with_peer(rows, NAME, ["PyTorch eager"], "torch", torch_peer)
     with_peer(rows, NAME, ["JAX jit"], "jax", jax_peer)
     with_peer(rows, NAME, ["PyTensor"], "pytensor", pytensor_peer)
+    timed.run()
     return rows
 
 

@@ -453,6 +453,72 @@ def test_cache_key_covers_host_and_sources() -> None:
     assert jit.host_description() in jit.host_description()  # stable within a process
 
 
+
+def test_blas_provider_is_chosen_once_and_keys_the_cache(tmp_path: Path) -> None:
+    """SYMGRAD_BLAS picks NumPy's OpenBLAS (64-bit integers) or SciPy's (32-bit): both give
+    the float64 product, and since the generated calls differ, an object built for one is
+    never loaded for the other."""
+    from symgrad.backends.llvm import blas
+
+    script = textwrap.dedent("""
+        import numpy as np, symgrad as sg
+        from symgrad.backends.llvm import blas
+        a = sg.placeholder("a", (None, 37), "float32")
+        b = sg.placeholder("b", (37, 5), "float64")
+        f = sg.compile([a @ a.T, sg.cast(a, "float64") @ b], backend="llvm")
+        rng = np.random.default_rng(0)
+        av, bv = rng.standard_normal((300, 37)).astype(np.float32), rng.standard_normal((37, 5))
+        got = f(a=av, b=bv)
+        a64 = av.astype(np.float64)
+        err = max(np.abs(got[0] - a64 @ a64.T).max(), np.abs(got[1] - a64 @ bv).max())
+        print(blas.provider().name, blas.provider().int_bits, f._impl.cache, err)
+    """)
+    seen = []
+    for want in ("scipy", "numpy", "scipy"):
+        env = {**os.environ, "SYMGRAD_CACHE_DIR": str(tmp_path), "SYMGRAD_BLAS": want}
+        run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                             text=True, timeout=300)
+        assert run.returncode == 0, run.stderr
+        name, bits, how, err = run.stdout.split()
+        assert float(err) < 1e-3
+        seen.append((name, bits, how))
+    assert seen == [("scipy", "32", "built"), ("numpy", "64", "built"), ("scipy", "32", "disk")]
+    # NumPy's, where its OpenBLAS is found, is the default
+    if os.environ.get("SYMGRAD_BLAS") is None and blas._numpy_blas() is not None:
+        assert blas.provider().name == "numpy" and blas.provider().int_bits == 64
+
+
+def test_blas_provider_rejects_unknown_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    from symgrad.backends.llvm import blas
+
+    monkeypatch.setenv("SYMGRAD_BLAS", "mkl")
+    blas.provider.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="SYMGRAD_BLAS='mkl'"):
+            blas.provider()
+    finally:
+        monkeypatch.delenv("SYMGRAD_BLAS")
+        blas.provider.cache_clear()
+
+
+def test_matrix_products_pass_the_blas_integer_width() -> None:
+    """The generated sgemm/dgemm calls pass m, n, k and the leading dimensions as integers
+    of the BLAS's width: 64-bit for NumPy's OpenBLAS, 32-bit for SciPy's and for the C
+    routines of a standalone bundle."""
+    from symgrad.backends.llvm.codegen import Codegen
+
+    a = sg.placeholder("a", (None, 37), "float32")
+    b = sg.placeholder("b", (37, 5), "float32")
+    lp = sg.compile(a @ b, backend="llvm")._impl.lp
+    texts = {bits: "\n".join(Codegen(lp, blas_int_bits=bits).texts) for bits in (32, 64)}
+    for bits, text in texts.items():
+        call = next(line for line in text.splitlines() if '@"symgrad_sgemm"(' in line
+                    and line.lstrip().startswith("call"))
+        args = [arg.split()[-1] for arg in call.split("(", 1)[1].rsplit(")", 1)[0].split(",")]
+        m, n, k = args[2:5]
+        for v in (m, n, k):
+            assert f"{v} = alloca i{bits}" in text
+
 # -- every reference case, convolution, pooling, random numbers -------------------------------
 def _reference_cases() -> list[Any]:
     sys.path.insert(0, str(Path(__file__).parent))

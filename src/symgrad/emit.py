@@ -588,7 +588,9 @@ def _emit_llvm(bundle: Bundle, program: Any, checks: Any, in_names: list[str],
     nm = bundle.name
     lowered = lower(program, backend="emit llvm", elementwise=SUPPORTED_OPS)
     tm = jit.target_machine()
-    module = llvm.parse_assembly(str(Codegen(lowered, jit.process_triple(), str(tm.target_data)).module))
+    # the bundle's own NAME_sgemm/dgemm take Fortran's default (32-bit) integers
+    cg = Codegen(lowered, jit.process_triple(), str(tm.target_data), blas_int_bits=32)
+    module = llvm.parse_assembly(str(cg.module))
     entry = f"{nm}_llvm_program"
     # every symbol of the object is NAME-prefixed: the entry is renamed, the rest made
     # internal, and the matrix-product routines the kernels call become NAME_sgemm/dgemm

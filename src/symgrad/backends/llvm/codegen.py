@@ -30,7 +30,7 @@ from typing import Any
 
 from llvmlite import ir
 
-from symgrad.backends.llvm import vecmath
+from symgrad.backends.llvm import blas, vecmath
 from symgrad.backends.llvm.jit import LINK_NAMES, LINK_TABLE
 from symgrad.backends.llvm.mathlib import (
     INLINE_MATH_LIMIT,
@@ -628,13 +628,17 @@ class Codegen:
     """Builds the LLVM module of a lowered program."""
 
     def __init__(self, lp: LoweredProgram, triple: str = "", data_layout: str = "",
-                 parts: int = 1, check_bounds: bool = False) -> None:
-        """``check_bounds``: a bounds-checking build (``SYMGRAD_LLVM_CHECK_BOUNDS=1``): every
+                 parts: int = 1, check_bounds: bool = False, blas_int_bits: int | None = None
+                 ) -> None:
+        """``blas_int_bits``: the width of the integer arguments of the ``symgrad_sgemm`` and
+        ``symgrad_dgemm`` the matrix products call (default: the process's BLAS, see
+        :mod:`.blas`). ``check_bounds``: a bounds-checking build (``SYMGRAD_LLVM_CHECK_BOUNDS=1``): every
         load and store first checks its element index against its buffer's size and returns
         :data:`ERR_BOUNDS` instead of touching memory outside it. For testing the code
         generator; its loops do not vectorize."""
         self.lp = lp
         self.check_bounds = check_bounds
+        self.blas_int = ir.IntType(blas_int_bits or blas.provider().int_bits)
         self.parts = max(1, min(parts, len(lp.kernels)))
         self.classes = body_classes(lp, check_bounds)
         self.part_of = split_kernels(lp, self.parts, self.classes)
@@ -1135,18 +1139,20 @@ class Codegen:
                 b.store(v, p)
                 return p
 
-            def dim32(v: ir.Value) -> ir.Value:
-                return scalar(I32, b.trunc(v, I32))
+            bint = self.blas_int
+
+            def dim(v: ir.Value) -> ir.Value:
+                return scalar(bint, v if bint == I64 else b.trunc(v, bint))
 
             def ld(lay: tuple[str, Size]) -> ir.Value:
                 v = f.size(lay[1])
                 one = ir.Constant(I64, 1)
-                return dim32(b.select(b.icmp_signed("<", v, one), one, v))
+                return dim(b.select(b.icmp_signed("<", v, one), one, v))
 
             trans_a = scalar(I8, ir.Constant(I8, ord("N" if la[0] == "row" else "T")))
             trans_b = scalar(I8, ir.Constant(I8, ord("N" if lb[0] == "row" else "T")))
-            pm, pn, pk = dim32(mv), dim32(nv), dim32(kv)
-            lda, ldb, ldc = ld(la), ld(lb), dim32(nv)
+            pm, pn, pk = dim(mv), dim(nv), dim(kv)
+            lda, ldb, ldc = ld(la), ld(lb), dim(nv)
             alpha = scalar(t, ir.Constant(t, 1.0))
             beta = scalar(t, ir.Constant(t, 0.0))
 

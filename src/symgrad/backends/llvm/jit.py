@@ -6,8 +6,8 @@ object; a large one is several modules, compiled on worker threads while the nex
 modules are still being generated, each object loaded into an MCJIT execution engine of
 its own and linked to the first through a table of kernel addresses. The cache is keyed
 by a hash of everything that affects the code (the lowered program's text, this
-backend's sources, the LLVM version, the CPU name and features, the optimization
-settings): in memory it holds loaded engines, on disk
+backend's sources, the LLVM version, the CPU name and features, the BLAS provider, the
+optimization settings): in memory it holds loaded engines, on disk
 (``SYMGRAD_CACHE_DIR``, default ``$XDG_CACHE_HOME/symgrad`` or ``~/.cache/symgrad``;
 ``SYMGRAD_CACHE_DIR=off`` disables it) it holds the object files (one entry per
 program), so a hit skips code generation and LLVM entirely.
@@ -39,6 +39,7 @@ from llvmlite.binding import ffi
 from llvmlite.binding.module import ModuleRef
 
 from symgrad.backends.base import atomic_write
+from symgrad.backends.llvm import blas
 
 OPT_LEVEL = 3
 MAGIC = b"SYMGRAD-LLVM-OBJECT-1\n"
@@ -81,21 +82,12 @@ def host_description() -> str:
     return _host[0]
 
 
-def _capsule_pointer(capsule: Any) -> int:
-    api = ctypes.pythonapi
-    api.PyCapsule_GetName.restype = ctypes.c_char_p
-    api.PyCapsule_GetName.argtypes = [ctypes.py_object]
-    api.PyCapsule_GetPointer.restype = ctypes.c_void_p
-    api.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
-    return int(api.PyCapsule_GetPointer(capsule, api.PyCapsule_GetName(capsule)))
-
-
 def _register_blas() -> None:
-    """Make SciPy's BLAS ``sgemm``/``dgemm`` callable from generated code."""
-    from scipy.linalg import cython_blas
-
-    for name in ("sgemm", "dgemm"):
-        llvm.add_symbol(f"symgrad_{name}", _capsule_pointer(cython_blas.__pyx_capi__[name]))
+    """Make the process's BLAS ``sgemm``/``dgemm`` (see :mod:`.blas`) callable from
+    generated code."""
+    lib = blas.provider()
+    llvm.add_symbol("symgrad_sgemm", lib.sgemm)
+    llvm.add_symbol("symgrad_dgemm", lib.dgemm)
 
 
 # -- compiling modules ------------------------------------------------------------------------
@@ -345,7 +337,8 @@ def _sources() -> str:
 def cache_key(program_text: str) -> str:
     h = hashlib.sha256()
     for part in (program_text, _sources(), f"llvmlite {llvmlite.__version__}",
-                 f"llvm {llvm.llvm_version_info}", host_description(), f"O{OPT_LEVEL} vectorize no-unroll parts"):
+                 f"llvm {llvm.llvm_version_info}", host_description(), f"blas {blas.provider().name}",
+                 f"O{OPT_LEVEL} vectorize no-unroll parts"):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()
