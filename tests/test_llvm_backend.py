@@ -370,14 +370,20 @@ def test_split_kernels_run_in_chunks_taken_in_turn(monkeypatch: pytest.MonkeyPat
 
 def test_loops_calling_the_vector_math_are_interleaved() -> None:
     """The inner loop of a kernel that calls the polynomial math carries an interleave hint
-    (its FMA chains are latency bound); a plain arithmetic loop is left to LLVM."""
+    (its FMA chains are latency bound), by its widest float type; a plain arithmetic loop
+    is left to LLVM."""
     from symgrad.backends.llvm.codegen import MATH_INTERLEAVE
 
+    def hint(dtype: str) -> str:
+        return f'!"llvm.loop.interleave.count", i32 {MATH_INTERLEAVE[dtype]} }}'
+
     x = sg.placeholder("x", (None,), "float32")
-    hint = f'!"llvm.loop.interleave.count", i32 {MATH_INTERLEAVE} }}'
-    assert hint in sg.compile(sg.tanh(x) + 1.0, backend="llvm")._impl.llvm_ir
-    assert hint in sg.compile(sg.sum(sg.exp(x)), backend="llvm")._impl.llvm_ir
+    assert hint("float32") in sg.compile(sg.tanh(x) + 1.0, backend="llvm")._impl.llvm_ir
+    assert hint("float32") in sg.compile(sg.sum(sg.exp(x)), backend="llvm")._impl.llvm_ir
+    mixed = sg.compile(sg.exp(sg.cast(x, "float64")), backend="llvm")._impl.llvm_ir
+    assert hint("float64") in mixed and hint("float32") not in mixed
     assert "llvm.loop.interleave.count" not in sg.compile(x * 2.0 + 1.0, backend="llvm")._impl.llvm_ir
+
 
 # -- errors --------------------------------------------------------------------------------------
 def test_unsupported_ops_are_listed_with_their_lines() -> None:
