@@ -8,7 +8,8 @@ and listed as "not installed" otherwise (a peer that fails is listed with its er
 contender is checked against a float64 reference before it is timed; JAX is timed up to
 ``block_until_ready`` and after its compiling first call. W2 runs a second time in a subprocess with
 ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` unset (they halve OpenBLAS GEMM speed on
-this machine). Times are medians; ``min`` is the fastest run.
+this machine). Times are medians; ``min`` is the fastest run. The contenders of W1 and W2
+are timed in alternating rounds, so that bursts of other load fall on all of them alike.
 """
 
 from __future__ import annotations
@@ -25,6 +26,13 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
 from common import Row, fmt_time, peer_versions  # noqa: E402
+
+
+def _blas() -> str:
+    from symgrad.backends.llvm import blas
+
+    lib = blas.provider()
+    return f"{lib.name} ({Path(lib.where).name}, {lib.int_bits}-bit integers)"
 
 
 def _w2_without_openblas_vars(quick: bool) -> list[Row]:
@@ -67,6 +75,11 @@ def main() -> None:
         f"{'quick sizes' if quick else 'full sizes'}; {time.time() - started:.0f} s in all.",
         "",
         f"Peers: {peer_versions()}.",
+        "",
+        f"OpenBLAS variables: OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}, "
+        f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE', 'unset')} (W2 also runs with both "
+        f"unset). symgrad llvm's BLAS: {_blas()}. W1 and W2 contenders are timed in "
+        "alternating rounds.",
         "",
         "| workload | contender | median | min | vs first row | note |",
         "|---|---|---|---|---|---|",
