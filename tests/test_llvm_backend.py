@@ -494,17 +494,30 @@ def test_blas_provider_is_chosen_once_and_keys_the_cache(tmp_path: Path) -> None
         assert blas.provider().name == "numpy" and blas.provider().int_bits == 64
 
 
-def test_blas_provider_rejects_unknown_names(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_blas_provider_errors_and_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unknown SYMGRAD_BLAS is refused; without NumPy's OpenBLAS, SYMGRAD_BLAS=numpy is
+    refused with the way out, and the default falls back to SciPy's."""
     from symgrad.backends.llvm import blas
 
-    monkeypatch.setenv("SYMGRAD_BLAS", "mkl")
-    blas.provider.cache_clear()
+    real = blas.provider()
     try:
+        monkeypatch.setenv("SYMGRAD_BLAS", "mkl")
+        blas.provider.cache_clear()
         with pytest.raises(ValueError, match="SYMGRAD_BLAS='mkl'"):
             blas.provider()
-    finally:
+        monkeypatch.setattr(blas, "_numpy_blas", lambda: None)
+        monkeypatch.setenv("SYMGRAD_BLAS", "numpy")
+        blas.provider.cache_clear()
+        with pytest.raises(RuntimeError, match="use SYMGRAD_BLAS=scipy"):
+            blas.provider()
         monkeypatch.delenv("SYMGRAD_BLAS")
         blas.provider.cache_clear()
+        fallback = blas.provider()
+        assert fallback.name == "scipy" and fallback.int_bits == 32 and fallback.sgemm
+    finally:
+        monkeypatch.undo()
+        blas.provider.cache_clear()
+        assert blas.provider() == real
 
 
 def test_matrix_products_pass_the_blas_integer_width() -> None:

@@ -4,8 +4,9 @@ Two providers come with the Python stack this package depends on, and both are a
 the process once NumPy and SciPy are imported:
 
 - ``numpy``: the OpenBLAS that NumPy's wheels ship (64-bit integers; its Fortran-interface
-  symbols are ``scipy_sgemm_64_`` and ``scipy_dgemm_64_``). The NumPy backend's ``@`` runs
-  through it, so with it both backends compute the same matrix products.
+  symbols are ``scipy_sgemm_64_``/``scipy_dgemm_64_`` from NumPy 2.0, ``sgemm_64_``/
+  ``dgemm_64_`` before). The NumPy backend's ``@`` runs through it, so with it both backends
+  compute the same matrix products.
 - ``scipy``: ``scipy.linalg.cython_blas`` (32-bit integers), whatever BLAS SciPy was built
   with.
 
@@ -24,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# the Fortran-interface symbols of the OpenBLAS that NumPy's wheels ship
-NUMPY_SYMBOLS = ("scipy_sgemm_64_", "scipy_dgemm_64_")
+# the Fortran-interface symbols of the OpenBLAS that NumPy's wheels ship (NumPy 2, NumPy 1)
+NUMPY_SYMBOLS = (("scipy_sgemm_64_", "scipy_dgemm_64_"), ("sgemm_64_", "dgemm_64_"))
 
 
 @dataclass(frozen=True)
@@ -60,11 +61,15 @@ def _numpy_blas() -> Blas | None:
             continue
         try:
             lib = ctypes.CDLL(path)
-            s, d = (ctypes.cast(getattr(lib, name), ctypes.c_void_p).value for name in NUMPY_SYMBOLS)
-        except (OSError, AttributeError):
+        except OSError:
             continue
-        if s and d:
-            return Blas("numpy", 64, s, d, path)
+        for names in NUMPY_SYMBOLS:
+            try:
+                s, d = (ctypes.cast(getattr(lib, name), ctypes.c_void_p).value for name in names)
+            except AttributeError:
+                continue
+            if s and d:
+                return Blas("numpy", 64, s, d, path)
     return None
 
 
@@ -97,6 +102,7 @@ def provider() -> Blas:
     if found is not None:
         return found
     if want == "numpy":
-        raise RuntimeError("SYMGRAD_BLAS=numpy: this NumPy does not ship OpenBLAS with the "
-                           f"symbols {', '.join(NUMPY_SYMBOLS)}; use SYMGRAD_BLAS=scipy")
+        names = " or ".join("/".join(pair) for pair in NUMPY_SYMBOLS)
+        raise RuntimeError(f"SYMGRAD_BLAS=numpy: this NumPy does not ship an OpenBLAS with {names}; "
+                           "use SYMGRAD_BLAS=scipy")
     return _scipy_blas()
