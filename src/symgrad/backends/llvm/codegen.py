@@ -633,10 +633,10 @@ class Codegen:
                  ) -> None:
         """``blas_int_bits``: the width of the integer arguments of the ``symgrad_sgemm`` and
         ``symgrad_dgemm`` the matrix products call (default: the process's BLAS, see
-        :mod:`.blas`). ``check_bounds``: a bounds-checking build (``SYMGRAD_LLVM_CHECK_BOUNDS=1``): every
-        load and store first checks its element index against its buffer's size and returns
-        :data:`ERR_BOUNDS` instead of touching memory outside it. For testing the code
-        generator; its loops do not vectorize."""
+        :mod:`.blas`). ``check_bounds``: a bounds-checking build
+        (``SYMGRAD_LLVM_CHECK_BOUNDS=1``): every load and store first checks its element
+        index against its buffer's size and returns :data:`ERR_BOUNDS` instead of touching
+        memory outside it. For testing the code generator; its loops do not vectorize."""
         self.lp = lp
         self.check_bounds = check_bounds
         self.blas_int = ir.IntType(blas_int_bits or blas.provider().int_bits)
@@ -647,7 +647,7 @@ class Codegen:
         self._trampolines: dict[str, ir.Function] = {}  # body name -> see _shared_wrapper
         counts = Counter(self.classes)
         self.shared = [counts[c] > 1 for c in self.classes]  # whether a body is run by several
-        # interleaving multiplies the code of every math loop: only for programs with few
+        # interleaving multiplies the code of every math loop: only in programs with few calls
         calls = sum(sum(ins.op in MATH_FUNCTIONS for ins in getattr(lp.kernels[n], "instrs", ()))
                     for n in {c: n for n, c in enumerate(self.classes)}.values())
         self.interleave = calls <= MATH_INTERLEAVE_CALLS

@@ -110,7 +110,8 @@ def _run_chunks(fn: Any, frame: int, dims: int, plan: _Plan, step: int, partials
             if rc:
                 return int(rc)
 
-    futures = [_get_pool(plan.parts - 1).submit(work) for _ in range(plan.parts - 1)]
+    pool = _get_pool(plan.parts - 1)
+    futures = [pool.submit(work) for _ in range(plan.parts - 1)]
     rc = work()
     for fut in futures:
         rc = rc or fut.result()
@@ -186,7 +187,7 @@ class _State:
             self.plans.append(_Plan(extent, parts, chunks))
         self.parallel = parallel
         nred = max([k.n_reductions for k in fn.info.kernels] + [1])
-        most = max([p.chunks for p in self.plans] + [threads])
+        most = max([p.chunks for p in self.plans] + [1])  # one partial per chunk
         self.partials = np.zeros(most * nred, dtype=np.int64)
         self.partials_addr = self.partials.ctypes.data
         self.nred = nred
