@@ -209,7 +209,6 @@ class _K32:
     sqrt_half_bits = 0x3F3504F3
     # exp/expm1 inputs are clamped to these; beyond, the results are 0, -1 or inf anyway
     exp_lo, exp_hi, expm1_lo = -110.0, 100.0, -40.0
-    tanh_sat = 10.0  # tanh rounds to +-1 beyond 9.02
     erf_end = 4.0  # erf rounds to +-1 beyond 3.92
     # exp_q_f32: (e^r - 1 - r) / r^2 on [-0.346658, 0.346658], 5 terms, weighted error 2^-26.0
     exp_q = _h("0x1.fffffe0000000p-2", "0x1.5554aa0000000p-3", "0x1.5557b20000000p-5",
@@ -252,7 +251,6 @@ class _K64:
     ln2 = _h("0x1.62e42fefa3800p-1", "0x1.ef35793c76730p-45")  # 42-bit high part: |k| < 2^11
     sqrt_half_bits = 0x3FE6A09E667F3BCD
     exp_lo, exp_hi, expm1_lo = -760.0, 720.0, -80.0
-    tanh_sat = 20.0  # tanh rounds to +-1 beyond 19.06
     erf_end = 6.0  # erf rounds to +-1 beyond 5.93
     two_over_pi = 0.6366197723675814
     # pi/2 = sum of these; the first three have 27 significant bits: q * part is exact
@@ -649,19 +647,21 @@ class _Emit:
         z = self.mul(x, x)
         small = self.fma(self.mul(a, z), self.poly(z, K.tanh_t), a)  # +0 for +-0
         # |x| >= 0.625: with t = e^-|x| (shared with sigmoid and softplus) and
-        # m = expm1(-|x|) = 2^k expm1(r) + (2^k - 1) from the same reduction (k <= -1, and
-        # 2^k is normal up to tanh_sat), tanh|x| = (1 - t^2) / (1 + t^2) = -m (2 + m) / (1 + t^2)
-        # without cancellation
+        # m = expm1(-|x|) = 2^k expm1(r) + (2^k - 1) from the same reduction (k <= -1),
+        # tanh|x| = (1 - t^2) / (1 + t^2) = -m (2 + m) / (1 + t^2) without cancellation.
+        # k is raised to the least normal exponent so that 2^k stays a normal number: that
+        # only happens where |x| > 87 (f32) or 708 (f64), and there m rounds to -1 either
+        # way and the result to 1 (as it does from |x| = 9.02 or 19.06 on); a nan stays nan.
         t, em1, k = self.exp_neg_abs_parts(x)
         one = self.c(1.0)
-        p = self.pow2(k)
+        least = self.i(1 - K.bias)
+        p = self.pow2(self.b.select(self.b.icmp_signed("<", k, least), least, k))
         m = self.fma(p, em1, self.sub(p, one))
         num = self.fma(m, self.neg(m), self.mul(m, self.c(-2.0)))  # -m (2 + m), one rounding
         t2 = self.mul(t, t)
         # num / (1 + t^2) = num - t^2 num / (1 + t^2): the rounding of 1 + t^2 only reaches
         # the small second term
         big = self.sub(num, self.div(self.mul(t2, num), self.add(one, t2)))
-        big = self.sel(self.gt(a, self.c(K.tanh_sat)), one, big)  # nan stays nan
         # one copysign for both branches, which also gives -0 for -0
         return self.copysign(self.sel(self.lt(a, self.c(_TANH_SPLIT)), small, big), x)
 
