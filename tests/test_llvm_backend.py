@@ -368,6 +368,38 @@ def test_split_kernels_run_in_chunks_taken_in_turn(monkeypatch: pytest.MonkeyPat
         np.testing.assert_array_equal(a, b)
 
 
+def test_split_calls_from_several_threads_at_once(monkeypatch: pytest.MonkeyPatch,
+                                                  rng: np.random.Generator) -> None:
+    """Python threads that call one split function at the same time share the pool: each
+    call hands out its own chunks, and every result equals the one-thread result."""
+    x = sg.placeholder("x", (None,), "float32")
+    outs = [sg.sum(sg.softplus(x) * sg.tanh(x)), sg.sigmoid(x) * x]
+    inputs = [rng.standard_normal(600_000 + 1000 * k).astype(np.float32) for k in range(4)]
+    monkeypatch.setenv("SYMGRAD_NUM_THREADS", "1")
+    f1 = sg.compile(outs, backend="llvm")
+    want = [f1(x=v) for v in inputs]
+    assert not f1._impl._state(inputs[0].shape).parallel
+    monkeypatch.setenv("SYMGRAD_NUM_THREADS", "2")
+    f = sg.compile(outs, backend="llvm")
+    got: dict[int, list[Any]] = {}
+    split: dict[int, bool] = {}
+
+    def worker(k: int) -> None:
+        got[k] = [f(x=inputs[k]) for _ in range(5)]
+        split[k] = f._impl._state(inputs[k].shape).parallel  # this thread's state
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert split == {k: True for k in range(4)}
+    for k in range(4):
+        for res in got[k]:
+            np.testing.assert_array_equal(res[1], want[k][1])
+            np.testing.assert_allclose(res[0], want[k][0], rtol=1e-6)
+
+
 def test_loops_calling_the_vector_math_are_interleaved() -> None:
     """The inner loop of a kernel that calls the polynomial math carries an interleave hint
     (its FMA chains are latency bound), by its widest float type; a plain arithmetic loop
