@@ -141,7 +141,8 @@ def rule_for(name: str) -> Rule | None:
     if op is None:
         return None
     if "batch" in op.extra:
-        return op.extra["batch"]  # type: ignore[no-any-return]
+        rule: Rule = op.extra["batch"]
+        return rule
     if op.kind == "elementwise":
         return _elementwise
     if op.kind == "reduction":
@@ -260,9 +261,8 @@ def _band_linear(node: Tensor, args: list[Tensor | Bands], batched: list[bool]) 
         assert isinstance(x, Bands)
         out = []
         for b in _to_shape(x, shape):
-            ins = list(args)
-            ins[k[0]] = b.coef
-            out.append(Band(Tensor.make(node.op, tuple(ins), node.attrs), b.a, b.offset))  # type: ignore[arg-type]
+            out.append(Band(Tensor.make(node.op, _replaced(args, k[0], b.coef), node.attrs),
+                            b.a, b.offset))
         return Bands(shape, node.dtype, tuple(out))
     if name == "cast":
         (x,) = args
@@ -275,15 +275,27 @@ def _band_linear(node: Tensor, args: list[Tensor | Bands], batched: list[bool]) 
         c, x, y = args
         if batched[0] or not all(isinstance(v, Bands) or _is_zero(v) for v in (x, y)):
             return None
+        assert isinstance(c, Tensor)
         zero = F.zeros(shape, node.dtype)
         out = []
         for v, first in ((x, True), (y, False)):
             if isinstance(v, Bands):
                 for b in _to_shape(v, shape):
                     sel = (c, b.coef, zero) if first else (c, zero, b.coef)
-                    out.append(Band(Tensor.make(node.op, sel, node.attrs), b.a, b.offset))  # type: ignore[arg-type]
+                    out.append(Band(Tensor.make(node.op, sel, node.attrs), b.a, b.offset))
         return _merge(out, shape, node.dtype)
     return None
+
+
+def _replaced(args: list[Tensor | Bands], k: int, coef: Tensor) -> tuple[Tensor, ...]:
+    """``args`` with the batched one (number ``k``) replaced by a band's coefficient; the
+    others are plain tensors."""
+    out = []
+    for i, a in enumerate(args):
+        v = coef if i == k else a
+        assert isinstance(v, Tensor)
+        out.append(v)
+    return tuple(out)
 
 
 def _band_each(node: Tensor, args: list[Tensor | Bands],
@@ -400,9 +412,7 @@ def _band_matmul(node: Tensor, args: list[Tensor | Bands], batched: list[bool]) 
         if b.a[contracted] != 0 and xs[contracted] != 1:
             return None
         frm = tuple(1 if d == contracted else n for d, n in enumerate(xs))
-        ins = list(args)
-        ins[k] = b.coef
-        coef = Tensor.make(node.op, tuple(ins), node.attrs)  # type: ignore[arg-type]
+        coef = Tensor.make(node.op, _replaced(args, k, b.coef), node.attrs)
         out.append(Band(coef, _broadcast_a(b.a, frm, shape), b.offset))
     return _merge(out, shape, node.dtype)
 
@@ -518,8 +528,9 @@ def _strided_scatter(p: Tensor, pl: _Placement, B: int, size: int) -> Tensor | N
     else:  # write the progression from its low end: the piece reversed
         flat = OPS["slice"](flat, index=((hi - 1, lo - 1 if lo else -1, -1),), checks=())
         start, ds = pl.pos0 + ds * (hi - 1), -ds
-    return OPS["slice_grad"](flat, index=((start, start + ds * (hi - lo - 1) + 1, ds),),  # type: ignore[no-any-return]
-                             shape=(size,))
+    out: Tensor = OPS["slice_grad"](flat, index=((start, start + ds * (hi - lo - 1) + 1, ds),),
+                                    shape=(size,))
+    return out
 
 
 def _axis_ramp(n: int, d: int, r: int, scale: int) -> Tensor:
@@ -547,7 +558,8 @@ def _indexed_scatter(p: Tensor, pl: _Placement, B: int, size: int) -> Tensor:
         pos = F.where(keep, pos, 0)
         p = F.where(keep, p, F.zeros((), p.dtype))
     flat_pos = F.reshape(pos, (count,))
-    return OPS["take_grad"](F.reshape(p, (count,)), flat_pos, axis=0, size=size)  # type: ignore[no-any-return]
+    out: Tensor = OPS["take_grad"](F.reshape(p, (count,)), flat_pos, axis=0, size=size)
+    return out
 
 
 def densify(v: Bands, B: int) -> Tensor:

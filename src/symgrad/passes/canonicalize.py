@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -59,7 +60,8 @@ def fit(t: Tensor, node: Tensor) -> Tensor:
     """``t`` broadcast to ``node``'s shape (``t`` has its dtype and broadcasts to it)."""
     if t.shape == node.shape:
         return t
-    return OPS["broadcast_to"](t, shape=tuple(node.shape))  # type: ignore[no-any-return]
+    out: Tensor = OPS["broadcast_to"](t, shape=tuple(node.shape))
+    return out
 
 
 def _free(t: Tensor, op: str, ctx: Ctx) -> bool:
@@ -75,7 +77,7 @@ def _strip_ones(shape: Shape) -> Shape:
 
 # -- mul, add, sub, neg, div, pow -------------------------------------------------------------
 def _number(v: object) -> float | None:
-    return None if v is None or isinstance(v, bool) else v  # type: ignore[return-value]
+    return None if v is None or isinstance(v, bool) else cast(float, v)
 
 
 def mul_const(node: Tensor, i: Inputs, ctx: Ctx) -> tuple[str, Tensor] | None:
