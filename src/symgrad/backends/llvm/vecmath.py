@@ -301,6 +301,8 @@ class _K64:
 
 
 _TANH_SPLIT = 0.625
+# exp of x <= 0 scales by 2^(k + B) in the exponent field, then by 2^-B (see exp_parts)
+_EXP_NONPOS_BIAS = {32: 64, 64: 128}
 _LOG1P_UNIT_SPLIT = 0.41421356237309503  # sqrt(2) - 1 (the polynomials tolerate rounding)
 _ERF_SPLIT = 0.875
 
@@ -431,6 +433,18 @@ class _Emit:
     def sel(self, cond: ir.Value, a: ir.Value, b: ir.Value) -> ir.Value:
         return self.b.select(cond, a, b)
 
+    def negative(self, v: ir.Value) -> ir.Value:
+        """Whether the sign bit of ``v`` (a float or an integer of the float's width) is
+        set: x86 blends on that bit alone, so a select on it needs no compare."""
+        iv = v if v.type == self.ity else self.bits(v)
+        return self.b.icmp_signed("<", iv, self.i(0))
+
+    def below(self, a: ir.Value, bound: float) -> ir.Value:
+        """a < bound for a >= +0 or nan (nan: false), a compare of the bits done as an
+        integer subtraction whose sign a blend reads (see :meth:`negative`)."""
+        c = self.bits(self.c(bound))
+        return self.negative(self.b.sub(self.bits(a), c))
+
     def clamp(self, x: ir.Value, lo: float, hi: float) -> ir.Value:
         """Clamp to [lo, hi]; nan stays nan."""
         x = self.sel(self.gt(x, self.c(hi)), self.c(hi), x)
@@ -493,7 +507,15 @@ class _Emit:
             x = self.clamp(x, K.exp_lo, K.exp_hi)
         r, _, k = self.exp_reduce(x)
         em1 = self.expm1_poly(r)
-        return self.ldexp(self.add(self.c(1.0), em1), k), em1, k
+        p = self.add(self.c(1.0), em1)
+        if not nonpos:
+            return self.ldexp(p, k), em1, k
+        # k <= 0: p 2^(k + B) is normal, so its exponent field takes k + B exactly (integer
+        # work); one multiply by 2^-B then rounds once where the result is a denormal. A nan
+        # x leaves k meaningless: adding x - x (+0, or nan for a nan) restores the nan.
+        B = _EXP_NONPOS_BIAS[K.bits]
+        scaled = self.flt(self.b.add(self.bits(p), self.b.shl(self.b.add(k, self.i(B)), self.i(K.mant))))
+        return self.add(self.mul(scaled, self.c(2.0 ** -B)), self.sub(x, x)), em1, k
 
     def f_exp(self, x: ir.Value) -> ir.Value:
         return self.exp_parts(x)[0]
@@ -533,23 +555,28 @@ class _Emit:
         """e ln2 + log1p(f) + corr for f in [sqrt(1/2) - 1, sqrt(2) - 1] (f = m - 1), or
         in the range of ``p32`` (float32 only)."""
         K = self.K
-        hfsq = self.mul(self.c(0.5), self.mul(f, f))
-        if not self.f64:
-            f2 = self.mul(f, f)
-            small = self.fma(self.mul(f2, f), self.poly(f, p32), self.neg(hfsq))
-            if corr is not None:
-                small = self.add(small, corr)
-            lm = self.add(f, small)
-        else:
-            s = self.div(f, self.add(self.c(2.0), f))
-            z = self.mul(s, s)
-            rz = self.mul(z, self.poly(z, _K64.log_g))
-            inner = self.mul(s, self.add(hfsq, rz))
-            if corr is not None:
-                inner = self.add(inner, corr)
-            lm = self.sub(f, self.sub(hfsq, inner))
+        lm = self.log1p_small(f, corr, p32)
         ef = self.itof(e)
         return self.fma(ef, self.c(K.ln2[0]), self.fma(ef, self.c(K.ln2[1]), lm))
+
+    def log1p_small(self, f: ir.Value, corr: ir.Value | None,
+                    p32: Sequence[float] = _K32.log1p_p) -> ir.Value:
+        """log1p(f) + corr for f in the range of :meth:`log_core_f`."""
+        if not self.f64:
+            # f + f^2 (f P(f) - 1/2): one multiply fewer than f - f^2/2 + f^3 P(f)
+            f2 = self.mul(f, f)
+            q = self.fma(f, self.poly(f, p32), self.c(-0.5))
+            if corr is not None:
+                return self.add(f, self.fma(f2, q, corr))
+            return self.fma(f2, q, f)
+        hfsq = self.mul(self.c(0.5), self.mul(f, f))
+        s = self.div(f, self.add(self.c(2.0), f))
+        z = self.mul(s, s)
+        rz = self.mul(z, self.poly(z, _K64.log_g))
+        inner = self.mul(s, self.add(hfsq, rz))
+        if corr is not None:
+            inner = self.add(inner, corr)
+        return self.sub(f, self.sub(hfsq, inner))
 
     def log_pos(self, x: ir.Value) -> ir.Value:
         """log for finite x > 0 (denormals included); other inputs give garbage."""
@@ -591,18 +618,25 @@ class _Emit:
         splits at sqrt(2) - 1 to stay in the range of the log polynomial; for t < 1/2 that f
         is rounded, and its error c = h - (f + 1/2) (h = t/2; f + 1/2 is exact by Sterbenz)
         enters as c / (1 + f) ~ c (1 - f)."""
+        # big: t > split, as the sign of an integer difference (t >= 0), which the selects
+        # below read without a compare; e ln2 with e in {0, 1} is then two additions of a
+        # selected constant (or of +0), in the order of log_core_f's two multiply-adds
+        K = self.K
+        zero = self.c(0.0)
         if not self.f64:
-            big = self.gt(t, self.c(0.5))
+            split = 0.5
+            big = self.negative(self.b.sub(self.bits(self.c(split)), self.bits(t)))
             f = self.sel(big, self.fma(t, self.c(0.5), self.c(-0.5)), t)
-            e = self.b.zext(big, self.bits(t).type)
-            return self.log_core_f(e, f, None, _K32.log1p_unit_p)
-        big = self.gt(t, self.c(_LOG1P_UNIT_SPLIT))
-        h = self.mul(t, self.sel(big, self.c(0.5), self.c(1.0)))
-        k = self.sel(big, self.c(0.5), self.c(0.0))
-        f = self.sub(h, k)
-        cn = self.sub(self.add(f, k), h)  # -c; 0 when f = t
-        e = self.b.zext(big, self.bits(t).type)
-        return self.log_core_f(e, f, self.mul(cn, self.sub(f, self.c(1.0))))
+            lm = self.log1p_small(f, None, _K32.log1p_unit_p)
+        else:
+            big = self.negative(self.b.sub(self.bits(self.c(_LOG1P_UNIT_SPLIT)), self.bits(t)))
+            h = self.mul(t, self.sel(big, self.c(0.5), self.c(1.0)))
+            k = self.sel(big, self.c(0.5), zero)
+            f = self.sub(h, k)
+            cn = self.sub(self.add(f, k), h)  # -c; 0 when f = t
+            lm = self.log1p_small(f, self.mul(cn, self.sub(f, self.c(1.0))))
+        lm = self.add(lm, self.sel(big, self.c(K.ln2[1]), zero))
+        return self.add(lm, self.sel(big, self.c(K.ln2[0]), zero))
 
     def f_log1p(self, x: ir.Value) -> ir.Value:
         inf = float("inf")
@@ -633,12 +667,18 @@ class _Emit:
 
     def f_sigmoid(self, x: ir.Value) -> ir.Value:
         t = self.exp_neg_abs(x)
-        num = self.sel(self.lt(x, self.c(0.0)), t, self.c(1.0))
+        # x < 0: e^x / (1 + e^x); -0 and a nan with its sign set take this side as well,
+        # where t is 1 (as for +0) or nan
+        num = self.sel(self.negative(x), t, self.c(1.0))
         return self.div(num, self.add(self.c(1.0), t))
 
     def f_softplus(self, x: ir.Value) -> ir.Value:
         t = self.exp_neg_abs(x)
-        relu = self.sel(self.lt(x, self.c(0.0)), self.c(0.0), x)  # nan stays nan
+        # max(x, 0) as the bits of x with those of negative x cleared (integer work, off the
+        # multiply units); a nan that loses its sign here still gives nan through t
+        ix = self.bits(x)
+        sign = self.b.ashr(ix, self.i(self.K.bits - 1))
+        relu = self.flt(self.b.and_(ix, self.b.xor(sign, self.i(-1))))
         return self.add(relu, self.log1p_unit(t))
 
     def f_tanh(self, x: ir.Value) -> ir.Value:
@@ -657,13 +697,13 @@ class _Emit:
         least = self.i(1 - K.bias)
         p = self.pow2(self.b.select(self.b.icmp_signed("<", k, least), least, k))
         m = self.fma(p, em1, self.sub(p, one))
-        num = self.fma(m, self.neg(m), self.mul(m, self.c(-2.0)))  # -m (2 + m), one rounding
+        num = self.neg(self.fma(m, m, self.add(m, m)))  # -m (2 + m), one rounding
         t2 = self.mul(t, t)
         # num / (1 + t^2) = num - t^2 num / (1 + t^2): the rounding of 1 + t^2 only reaches
         # the small second term
         big = self.sub(num, self.div(self.mul(t2, num), self.add(one, t2)))
         # one copysign for both branches, which also gives -0 for -0
-        return self.copysign(self.sel(self.lt(a, self.c(_TANH_SPLIT)), small, big), x)
+        return self.copysign(self.sel(self.below(a, _TANH_SPLIT), small, big), x)
 
     def f_erf(self, x: ir.Value) -> ir.Value:
         K = self.K
