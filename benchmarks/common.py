@@ -30,13 +30,19 @@ class Row:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+SETTLE_S = 0.05
+
+
 class Rounds:
     """Time several contenders in alternating rounds.
 
     ``enter`` adds a contender's row to ``rows`` at once (so the table keeps the order of
     entry) and :meth:`run` fills in its times: ``rounds`` rounds, in each of which every
     contender, in turn, makes one untimed call and then timed calls for ``seconds /
-    rounds`` seconds (at least one). ``context`` (optional) is entered around each of a
+    rounds`` seconds (at least one). Each turn starts after a pause of :data:`SETTLE_S`, in
+    which the previous contender's worker threads stop spinning (GNU OpenMP's spin about
+    10 ms after a parallel region, OpenBLAS's a while after a product), so that no
+    contender runs next to another's busy threads. ``context`` (optional) is entered around each of a
     contender's turns, e.g. to set its thread count. A contender that raises while being
     timed gets an error note instead of times.
     """
@@ -75,6 +81,7 @@ class Rounds:
                 row.median_s, row.min_s = statistics.median(got), min(got)
 
     def _turn(self, fn: Callable[[], Any], out: list[float]) -> None:
+        time.sleep(SETTLE_S)
         fn()
         start = time.perf_counter()
         while True:

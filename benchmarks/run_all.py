@@ -35,12 +35,6 @@ def _blas() -> str:
     return f"{lib.name} ({Path(lib.where).name}, {lib.int_bits}-bit integers)"
 
 
-def _threading() -> str:
-    from symgrad.backends.llvm import parallel
-
-    return parallel.mode()
-
-
 def _w2_without_openblas_vars(quick: bool) -> list[Row]:
     env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
     cmd = [sys.executable, str(HERE / "w2_mlp.py"), "--json"] + (["--quick"] if quick else [])
@@ -84,8 +78,7 @@ def main() -> None:
         "",
         f"OpenBLAS variables: OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}, "
         f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE', 'unset')} (W2 also runs with both "
-        f"unset). symgrad llvm's BLAS: {_blas()}; its threads for split kernels: "
-        f"{_threading()}. W1 and W2 contenders are timed in "
+        f"unset). symgrad llvm's BLAS: {_blas()}. W1 and W2 contenders are timed in "
         "alternating rounds.",
         "",
         "| workload | contender | median | min | vs first row | note |",

@@ -336,7 +336,6 @@ def test_split_kernels_run_in_chunks_taken_in_turn(monkeypatch: pytest.MonkeyPat
     from symgrad.backends.llvm import runtime
 
     monkeypatch.setenv("SYMGRAD_NUM_THREADS", "2")
-    monkeypatch.setenv("SYMGRAD_THREADING", "python")  # the pool's threads are watched here
     x = sg.placeholder("x", (None,), "float32")
     outs = [sg.sum(sg.tanh(x) * x), sg.sigmoid(x) * 3.0]
     f = sg.compile(outs, backend="llvm")
@@ -369,146 +368,46 @@ def test_split_kernels_run_in_chunks_taken_in_turn(monkeypatch: pytest.MonkeyPat
         np.testing.assert_array_equal(a, b)
 
 
-_NO_OPENMP = "no GNU OpenMP runtime (libgomp, installed with gcc) loads in this environment"
-
-
-def _openmp_available() -> bool:
-    from symgrad.backends.llvm import parallel
-
-    return parallel._gomp_parallel() is not None
-
-
-@pytest.mark.skipif(not _openmp_available(), reason=_NO_OPENMP)
-def test_openmp_and_python_threads_give_identical_results(monkeypatch: pytest.MonkeyPatch,
-                                                          rng: np.random.Generator) -> None:
-    """Split kernels on OpenMP threads (the default where libgomp loads) and on the Python
-    pool cover the same chunks and add the same partials: bit-identical results."""
-    monkeypatch.setenv("SYMGRAD_NUM_THREADS", "2")
-    x = sg.placeholder("x", (None,), "float32")
-    outs = [sg.sum(sg.softplus(x) * sg.tanh(x) + sg.sigmoid(x) ** 2), sg.tanh(x) * x]
-    f = sg.compile(outs, backend="llvm")
-    xv = (rng.standard_normal(1_300_001) * 3).astype(np.float32)
-    res = {}
-    for how in ("openmp", "python", "openmp"):
-        monkeypatch.setenv("SYMGRAD_THREADING", how)
-        f._impl.reset()
-        st = f._impl._state(xv.shape)
-        assert st.parallel and st.openmp == (how == "openmp")
-        got = f(x=xv)
-        if how in res:
-            for a, b in zip(res[how], got):
-                np.testing.assert_array_equal(a, b)
-        res[how] = got
-    for a, b in zip(res["openmp"], res["python"]):
-        np.testing.assert_array_equal(a, b)
-    np.testing.assert_allclose(res["openmp"][1], np.tanh(xv.astype(np.float64)) * xv, rtol=1e-6)
-
-
-@pytest.mark.skipif(not _openmp_available(), reason=_NO_OPENMP)
-def test_openmp_driver_covers_every_chunk_once_and_stops_at_an_error() -> None:
-    """The native driver hands each chunk to one thread, with the bounds and the partial's
-    address the Python pool would use, and returns the code of a failing chunk."""
-    from symgrad.backends.llvm import parallel, runtime
-
-    seen: list[tuple[int, int, int | None]] = []
-    lock = threading.Lock()
-    fail_at: list[int] = []
-
-    @runtime.KERNEL
-    def kernel(frame: Any, dims: Any, lo: int, hi: int, part: Any) -> int:
-        with lock:
-            seen.append((lo, hi, part))
-        return 7 if lo in fail_at else 0
-
-    addr = ctypes_address(kernel)
-    extent, chunks, base, step = 1_000_003, 13, 1 << 20, 24
-    assert parallel.run_chunks(addr, 0, 0, extent, chunks, base, step, 2) == 0
-    want = [(extent * c // chunks, extent * (c + 1) // chunks, base + c * step) for c in range(chunks)]
-    assert sorted(seen) == want
-    seen.clear()
-    assert parallel.run_chunks(addr, 0, 0, extent, chunks, None, 0, 3) == 0
-    assert sorted(seen) == [(lo, hi, None) for lo, hi, _ in want]
-    seen.clear()
-    fail_at.append(want[0][0])
-    assert parallel.run_chunks(addr, 0, 0, extent, chunks, None, 0, 1) == 7
-    assert seen == [(want[0][0], want[0][1], None)]  # one thread: nothing runs after the failure
-
-
-def ctypes_address(fn: Any) -> int:
-    import ctypes
-
-    addr = ctypes.cast(fn, ctypes.c_void_p).value
-    assert addr
-    return int(addr)
-
-
-def test_threading_choice_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
-    from symgrad.backends.llvm import parallel
-
-    monkeypatch.setenv("SYMGRAD_THREADING", "gpu")
-    with pytest.raises(ValueError, match="SYMGRAD_THREADING='gpu'"):
-        parallel.mode()
-    monkeypatch.setenv("SYMGRAD_THREADING", "python")
-    assert parallel.mode() == "python"
-    monkeypatch.setattr(parallel, "_forked", True)
-    monkeypatch.setenv("SYMGRAD_THREADING", "openmp")
-    with pytest.raises(RuntimeError, match="forked"):
-        parallel.mode()
-    monkeypatch.delenv("SYMGRAD_THREADING")
-    assert parallel.mode() == "python"
-
-
-@pytest.mark.skipif(not _openmp_available(), reason=_NO_OPENMP)
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_a_forked_child_runs_split_kernels_on_python_threads(monkeypatch: pytest.MonkeyPatch,
-                                                             rng: np.random.Generator) -> None:
-    """GNU OpenMP's threads do not survive a fork (a child that used them would wait
-    forever): a child of a process that ran them takes the Python pool, with the same
-    results, even for a size the parent had planned for OpenMP. The parent's Python pool
-    did not survive either: the child starts its own."""
+def test_a_forked_child_runs_split_kernels(monkeypatch: pytest.MonkeyPatch,
+                                           rng: np.random.Generator) -> None:
+    """A forked child has none of its parent's pool threads: it starts its own pool (the
+    inherited one would queue work that no thread runs, and the call would wait forever),
+    and gets the parent's results, bit for bit."""
     import pickle
     import select
 
-    from symgrad.backends.llvm import parallel
-
     monkeypatch.setenv("SYMGRAD_NUM_THREADS", "2")
-    monkeypatch.setenv("SYMGRAD_THREADING", "python")
     x = sg.placeholder("x", (None,), "float32")
     outs = [sg.sum(sg.softplus(x) * x), sg.sigmoid(x) * x]
     f = sg.compile(outs, backend="llvm")
     xv = rng.standard_normal(1_200_000).astype(np.float32)
-    f(x=xv)  # the parent's Python pool now has threads
-    monkeypatch.delenv("SYMGRAD_THREADING")
-    f._impl.reset()
-    want = f(x=xv)
-    assert f._impl._state(xv.shape).openmp and parallel._used
+    want = f(x=xv)  # the parent's pool now has threads
+    assert f._impl._state(xv.shape).parallel
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
         try:
-            got = f(x=xv)
-            f._impl.reset()
-            again = f(x=xv)
-            msg = pickle.dumps((parallel.forked(), parallel.mode(), got, again))
+            msg = pickle.dumps(f(x=xv))
         except BaseException as e:  # noqa: BLE001 - reported to the parent, which fails
             msg = pickle.dumps(repr(e))
         with os.fdopen(w, "wb") as out:
             out.write(msg)
         os._exit(0)
     os.close(w)
+    ready: list[int] = []
     try:
         ready, _, _ = select.select([r], [], [], 60)
         assert ready, "the forked child hung"
         with os.fdopen(r, "rb") as inp:
-            res = pickle.loads(inp.read())
+            got = pickle.loads(inp.read())
     finally:
-        os.waitpid(pid, 0) if ready else (os.kill(pid, 9), os.waitpid(pid, 0))
-    assert not isinstance(res, str), res
-    forked, mode, got, again = res
-    assert forked and mode == "python"
-    for a, b, c in zip(want, got, again):
+        if not ready:
+            os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    assert not isinstance(got, str), got
+    for a, b in zip(want, got):
         np.testing.assert_array_equal(a, b)
-        np.testing.assert_array_equal(a, c)
 
 
 def test_split_calls_from_several_threads_at_once(monkeypatch: pytest.MonkeyPatch,

@@ -3,14 +3,12 @@
 A call binds the arrays' data pointers into a *frame* (one pointer per input, output,
 constant and workspace slot) and the size symbols into a ``dims`` array, then either runs
 the whole program with one native call, or, when some kernel is large, runs the kernels
-one by one and splits each large one across threads: OpenMP's where it loads (one native
-call, see :mod:`.parallel`), else a pool of Python threads (the native calls release the
+one by one and splits each large one across a thread pool (the native calls release the
 GIL). ``SYMGRAD_NUM_THREADS`` sets the number of threads (default: the cores this process
 may use); small kernels always stay on the calling thread. A split kernel's range is cut
 into several chunks per thread, which the threads take in turn, so a core that runs slower
 (shared with another process, or a smaller core) simply takes fewer chunks; a reduction
-keeps one partial result per chunk, so its value does not depend on which thread ran what,
-nor on which of the two kinds of threads did.
+keeps one partial result per chunk, so its value does not depend on which thread ran what.
 
 Per-size state (output shapes, the workspace, the frame) is cached per thread, so calls
 with the same sizes allocate only their outputs.
@@ -28,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from symgrad.backends.llvm import fastcall, parallel
+from symgrad.backends.llvm import fastcall
 from symgrad.backends.llvm.codegen import ERR_BOUNDS, ERR_INDEX, ERR_LAYOUT, OBJECT_LAYOUT, ModuleInfo
 from symgrad.backends.llvm.jit import Engine
 from symgrad.backends.lower import LibCall, LoweredProgram
@@ -121,7 +119,8 @@ def _run_chunks(fn: Any, frame: int, dims: int, plan: _Plan, step: int, partials
 
 
 def _forget_pool_in_child() -> None:
-    """A forked child has none of the pool's threads: it starts a pool of its own."""
+    """A forked child has none of the pool's threads: it starts a pool of its own (the
+    inherited one would take work that no thread runs)."""
     global _pool, _pool_size, _pool_lock
     _pool, _pool_size, _pool_lock = None, 0, threading.Lock()
 
@@ -184,7 +183,7 @@ class _State:
             self.frame[first_slot + k] = base + off
         threads = num_threads()
         self.plans = []
-        split = False
+        parallel = False
         for kinfo in fn.info.kernels:
             extent = S.evaluate(kinfo.extent, env)
             parts = chunks = 1
@@ -194,11 +193,9 @@ class _State:
                 if parts > 1:
                     chunks = int(min(extent, parts * CHUNKS_PER_THREAD,
                                      max(parts, work // CHUNK_MIN_WORK)))
-            split = split or parts > 1
+            parallel = parallel or parts > 1
             self.plans.append(_Plan(extent, parts, chunks))
-        self.parallel = split
-        # how split kernels run (see parallel.py): OpenMP threads, or the Python pool
-        self.openmp = split and parallel.mode() == "openmp"
+        self.parallel = parallel
         nred = max([k.n_reductions for k in fn.info.kernels] + [1])
         most = max([p.chunks for p in self.plans] + [1])  # one partial per chunk
         self.partials = np.zeros(most * nred, dtype=np.int64)
@@ -228,8 +225,7 @@ class LLVMFunction:
         self._entry = PROGRAM(engine.address(info.entry))
         self._entry_objects = PROGRAM_OBJECTS(engine.address(info.entry + "_objects")) \
             if OBJECT_ENTRY else None
-        self._kaddrs = [engine.address(k.name) for k in info.kernels]
-        self._kfns = [KERNEL(a) for a in self._kaddrs]
+        self._kfns = [KERNEL(engine.address(k.name)) for k in info.kernels]
         self._fins = {k.name: FINISH(engine.address(k.name + ".finish"))
                       for k in info.kernels if k.split == "partial"}
         outs: dict[int, Any] = {}
@@ -328,16 +324,13 @@ class LLVMFunction:
     def _run_parallel(self, st: _State) -> int:
         frame, dims = st.frame_addr, st.dims_addr
         for k, (fn, plan, kinfo) in enumerate(zip(self._kfns, st.plans, self.info.kernels)):
-            step = 8 * st.nred if kinfo.split == "partial" else 0
             if plan.parts <= 1:
                 rc = fn(frame, dims, 0, plan.extent, None)
-            elif st.openmp and not parallel.forked():
-                rc = parallel.run_chunks(self._kaddrs[k], frame, dims, plan.extent, plan.chunks,
-                                         st.partials_addr if step else None, step, plan.parts)
             else:
-                rc = _run_chunks(fn, frame, dims, plan, step, st.partials_addr)
-            if not rc and plan.parts > 1 and step:
-                rc = self._fins[kinfo.name](frame, dims, st.partials_addr, plan.chunks)
+                rc = _run_chunks(fn, frame, dims, plan, 8 * st.nred if kinfo.split == "partial"
+                                 else 0, st.partials_addr)
+                if not rc and kinfo.split == "partial":
+                    rc = self._fins[kinfo.name](frame, dims, st.partials_addr, plan.chunks)
             if rc:
                 return ((k + 1) << 4) | rc
         return 0
