@@ -333,8 +333,6 @@ def test_split_kernels_run_in_chunks_taken_in_turn(monkeypatch: pytest.MonkeyPat
     """A split kernel runs as several chunks per thread, taken by whichever thread is free:
     a thread that is slowed down takes fewer chunks, and a sum keeps one partial per chunk,
     so its value is the same however the chunks were shared out."""
-    from symgrad.backends.llvm import runtime
-
     monkeypatch.setenv("SYMGRAD_NUM_THREADS", "2")
     x = sg.placeholder("x", (None,), "float32")
     outs = [sg.sum(sg.tanh(x) * x), sg.sigmoid(x) * 3.0]
@@ -342,7 +340,9 @@ def test_split_kernels_run_in_chunks_taken_in_turn(monkeypatch: pytest.MonkeyPat
     xv = rng.standard_normal(1_500_000).astype(np.float32)
     st = f._impl._state(xv.shape)
     plans = [p for p in st.plans if p.parts > 1]
-    assert plans and all(p.parts < p.chunks <= p.parts * runtime.CHUNKS_PER_THREAD for p in plans)
+    assert plans and all(p.chunks > 2 * p.parts for p in plans)
+    for p in plans:
+        assert p.bounds[0] == 0 and p.bounds[-1] == p.extent
     first = f(x=xv)
     np.testing.assert_allclose(first[0], np.sum(np.tanh(xv.astype(np.float64)) * xv), rtol=1e-5)
     np.testing.assert_allclose(first[1], 3.0 / (1.0 + np.exp(-xv.astype(np.float64))), rtol=1e-5)
@@ -408,6 +408,26 @@ def test_a_forked_child_runs_split_kernels(monkeypatch: pytest.MonkeyPatch,
     assert not isinstance(got, str), got
     for a, b in zip(want, got):
         np.testing.assert_array_equal(a, b)
+
+
+def test_chunks_shrink_towards_the_end() -> None:
+    """Each chunk takes 1 / (2 parts) of what is left, down to the least size: the first
+    is the largest, the sizes never grow but for the last (the rest), and the chunks cover
+    the range exactly."""
+    from symgrad.backends.llvm.runtime import chunk_bounds
+
+    for extent, parts, least in [(4_194_304, 2, 32_768), (1_000_003, 3, 5_000), (10, 2, 3),
+                                 (7, 4, 100), (1 << 20, 8, 1)]:
+        b = chunk_bounds(extent, parts, least)
+        sizes = np.diff(b)
+        assert b[0] == 0 and b[-1] == extent and (sizes > 0).all()
+        assert sizes[0] == max(least, extent // (2 * parts)) or len(sizes) == 1
+        assert (np.diff(sizes[:-1]) <= 0).all()
+        assert (sizes[:-1] >= least).all()
+        if len(sizes) > 1:  # the rest, once less than the least size would be left
+            assert sizes[-1] < max(least, sizes[-2]) + least
+    assert np.diff(chunk_bounds(4_194_304, 2, 32_768)).tolist()[:3] == [1_048_576, 786_432, 589_824]
+    assert chunk_bounds(7, 4, 100) == [0, 7]
 
 
 def test_split_calls_from_several_threads_at_once(monkeypatch: pytest.MonkeyPatch,

@@ -7,8 +7,9 @@ one by one and splits each large one across a thread pool (the native calls rele
 GIL). ``SYMGRAD_NUM_THREADS`` sets the number of threads (default: the cores this process
 may use); small kernels always stay on the calling thread. A split kernel's range is cut
 into several chunks per thread, which the threads take in turn, so a core that runs slower
-(shared with another process, or a smaller core) simply takes fewer chunks; a reduction
-keeps one partial result per chunk, so its value does not depend on which thread ran what.
+(shared with another process, or a smaller core) simply takes fewer chunks; the chunks
+shrink towards the end, so the threads finish close together. A reduction keeps one
+partial result per chunk, so its value does not depend on which thread ran what.
 
 Per-size state (output shapes, the workspace, the frame) is cached per thread, so calls
 with the same sizes allocate only their outputs.
@@ -44,9 +45,10 @@ FINISH = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctyp
 
 # a kernel is split when (points x body cost) per thread is at least this much
 PARALLEL_MIN_WORK = 1 << 20
-# a split kernel is cut into at most this many chunks per thread, of at least this much work
-CHUNKS_PER_THREAD = 8
-CHUNK_MIN_WORK = PARALLEL_MIN_WORK // 4
+# a split kernel's chunks shrink towards its end (see chunk_bounds), to no less than
+# 1 / LAST_CHUNKS_PER_THREAD of a thread's share, nor less than CHUNK_MIN_WORK of work
+LAST_CHUNKS_PER_THREAD = 64
+CHUNK_MIN_WORK = PARALLEL_MIN_WORK // 16
 # calls whose workspace is at most this size take the fast native call (fastcall.py)
 FAST_MAX_WORKSPACE = 1 << 20
 ALIGN = 64
@@ -95,8 +97,7 @@ def _run_chunks(fn: Any, frame: int, dims: int, plan: _Plan, step: int, partials
     threads (this one and pool threads), each taking the next chunk when it is done with
     one; a reduction (``step`` > 0) writes chunk ``c``'s partial at ``partials + c * step``.
     The first nonzero return code, or 0."""
-    chunks, extent = plan.chunks, plan.extent
-    bounds = [extent * c // chunks for c in range(chunks + 1)]
+    chunks, bounds = plan.chunks, plan.bounds
     ticket = itertools.count()
     lock = threading.Lock()  # itertools.count is atomic only under the GIL
 
@@ -116,6 +117,19 @@ def _run_chunks(fn: Any, frame: int, dims: int, plan: _Plan, step: int, partials
     for fut in futures:
         rc = rc or fut.result()
     return rc
+
+
+def chunk_bounds(extent: int, parts: int, least: int) -> list[int]:
+    """Where the chunks of ``range(extent)`` for ``parts`` threads begin (and the last ends):
+    each chunk takes ``1 / (2 parts)`` of what is left, and at least ``least`` points, so
+    chunks shrink towards the end, and the threads finish close together however fast each
+    ran. Depends on the sizes alone, so a reduction's partials do too."""
+    bounds = [0]
+    while bounds[-1] < extent:
+        left = extent - bounds[-1]
+        size = max(least, left // (2 * parts))
+        bounds.append(bounds[-1] + size if left - size >= least else extent)
+    return bounds
 
 
 def _forget_pool_in_child() -> None:
@@ -149,7 +163,11 @@ def _ready(arrays: tuple[Any, ...]) -> tuple[np.ndarray, ...]:
 class _Plan:
     extent: int
     parts: int  # threads
-    chunks: int = 1
+    bounds: list[int]  # chunk c covers range(bounds[c], bounds[c + 1])
+
+    @property
+    def chunks(self) -> int:
+        return len(self.bounds) - 1
 
 
 class _State:
@@ -186,15 +204,17 @@ class _State:
         parallel = False
         for kinfo in fn.info.kernels:
             extent = S.evaluate(kinfo.extent, env)
-            parts = chunks = 1
+            parts = 1
+            bounds = [0, extent]
             if kinfo.split != "none" and threads > 1 and extent > 1:
                 work = S.evaluate(S.prod([1, *fn.domain_sizes(kinfo.name)]), env) * kinfo.cost
                 parts = int(min(threads, extent, max(1, work // PARALLEL_MIN_WORK)))
                 if parts > 1:
-                    chunks = int(min(extent, parts * CHUNKS_PER_THREAD,
-                                     max(parts, work // CHUNK_MIN_WORK)))
+                    per_point = max(1, work // extent)
+                    least = max(extent // (parts * LAST_CHUNKS_PER_THREAD), CHUNK_MIN_WORK // per_point, 1)
+                    bounds = chunk_bounds(extent, parts, least)
             parallel = parallel or parts > 1
-            self.plans.append(_Plan(extent, parts, chunks))
+            self.plans.append(_Plan(extent, parts, bounds))
         self.parallel = parallel
         nred = max([k.n_reductions for k in fn.info.kernels] + [1])
         most = max([p.chunks for p in self.plans] + [1])  # one partial per chunk
