@@ -543,12 +543,58 @@ def test_reset_plans_the_thread_split_again(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("SYMGRAD_NUM_THREADS", "1")
     f._impl.reset()
     f(xv)
-    assert _takes_fast_path(f, xv)  # one thread: the whole program in one native call
+    assert not f._impl._state((xv.size,)).parallel  # one thread: one native call
     monkeypatch.setenv("SYMGRAD_NUM_THREADS", "2")
-    assert _takes_fast_path(f, xv)  # the sizes' plan is kept until reset
+    assert not f._impl._state((xv.size,)).parallel  # the sizes' plan is kept until reset
     f._impl.reset()
     got = f(xv)
-    assert f._impl._state((xv.size,)).parallel
-    assert not _takes_fast_path(f, xv)  # large kernels split over two threads
+    assert f._impl._state((xv.size,)).parallel  # large kernels split over two threads
+    assert not _takes_fast_path(f, xv)
     np.testing.assert_allclose(got[0], want[0], rtol=1e-6)
     np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_long_calls_release_the_gil(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast call holds the GIL, so it takes only calls with little work (points times
+    body cost, as for threads); a longer one, even on one thread, takes the general path,
+    whose native call lets other Python threads run meanwhile."""
+    from symgrad.backends.llvm import runtime
+
+    monkeypatch.setenv("SYMGRAD_NUM_THREADS", "1")
+    x = sg.placeholder("x", (None,), "float32")
+    y = sg.sum(sg.softplus(x) * sg.tanh(x) + sg.sigmoid(x) ** 2)
+    f = sg.compile([y, sg.grad(y, x)], backend="llvm")
+    small, large = np.linspace(-3, 3, 1000, dtype=np.float32), np.linspace(-3, 3, 1 << 20, dtype=np.float32)
+    for v in (small, large):
+        f(v)
+    assert f._impl._state((small.size,)).work <= runtime.FAST_MAX_WORK < f._impl._state((large.size,)).work
+    assert not f._impl._state((large.size,)).parallel
+    assert not _takes_fast_path(f, large)
+    f(small)  # prepares the fast call for these sizes
+    assert _takes_fast_path(f, small)
+    got = f(large)
+    np.testing.assert_allclose(got[0], f._impl(large)[0], rtol=0)
+    xs = large.astype(np.float64)
+    s = 1 / (1 + np.exp(-xs))
+    np.testing.assert_allclose(got[1], s * np.tanh(xs) + np.logaddexp(0, xs) * (1 - np.tanh(xs) ** 2)
+                               + 2 * s * s * (1 - s), rtol=2e-5, atol=1e-6)
+
+
+def test_matmul_work_counts_its_inner_axis() -> None:
+    """A product's work is its output's points times its inner length (twice): a large
+    product with a small workspace takes the general path, a small one the fast call."""
+    from symgrad.backends.llvm import runtime
+
+    a, w = sg.placeholder("a", (None, 512), "float32"), sg.placeholder("w", (512, 256), "float32")
+    f = sg.compile(sg.relu(a @ w), backend="llvm")
+    wv = np.ones((512, 256), np.float32)
+    small, big = np.ones((2, 512), np.float32), np.ones((256, 512), np.float32)
+    for v in (small, big):  # the product, and a little for the relu's points
+        f._impl(v, wv)
+        work = f._impl._local.state.work  # this thread's state for these sizes
+        assert len(v) * 256 * 512 * 2 < work < len(v) * 256 * (512 * 2 + 16)
+    assert work > runtime.FAST_MAX_WORK
+    f(small, wv)
+    assert _takes_fast_path(f, small, wv)
+    assert not _takes_fast_path(f, big, wv)
+    np.testing.assert_array_equal(f(big, wv), np.full((256, 256), 512, np.float32))

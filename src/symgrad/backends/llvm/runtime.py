@@ -49,8 +49,11 @@ PARALLEL_MIN_WORK = 1 << 20
 # 1 / LAST_CHUNKS_PER_THREAD of a thread's share, nor less than CHUNK_MIN_WORK of work
 LAST_CHUNKS_PER_THREAD = 64
 CHUNK_MIN_WORK = PARALLEL_MIN_WORK // 16
-# calls whose workspace is at most this size take the fast native call (fastcall.py)
+# calls whose workspace is at most this size, and whose work (points x body cost, as for
+# threads) is at most this much, take the fast native call (fastcall.py); it holds the GIL,
+# so a longer call takes the general path, which releases it
 FAST_MAX_WORKSPACE = 1 << 20
+FAST_MAX_WORK = PARALLEL_MIN_WORK
 ALIGN = 64
 
 _pool: ThreadPoolExecutor | None = None
@@ -142,6 +145,16 @@ def _forget_pool_in_child() -> None:
 os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
+def _work(fn: LLVMFunction, k: Any, kinfo: Any, env: dict[str, int]) -> int:
+    """A kernel's rough work for these sizes: its points times its body's cost, or for a
+    library call its output's points times the length of a product's inner axis."""
+    if isinstance(k, LibCall):
+        out = S.evaluate(S.prod([1, *k.output.shape]), env)
+        inner = S.evaluate(k.input_shapes[0][-1], env) if k.op == "matmul" and k.input_shapes[0] else 1
+        return out * max(inner, 1) * 2
+    return S.evaluate(S.prod([1, *fn.domain_sizes(kinfo.name)]), env) * kinfo.cost
+
+
 def _get_pool(n: int) -> ThreadPoolExecutor:
     global _pool, _pool_size
     with _pool_lock:
@@ -200,6 +213,7 @@ class _State:
         for k, off in enumerate(offsets):
             self.frame[first_slot + k] = base + off
         threads = num_threads()
+        self.work = sum(_work(fn, k, kinfo, env) for k, kinfo in zip(lp.kernels, fn.info.kernels))
         self.plans = []
         parallel = False
         for kinfo in fn.info.kernels:
@@ -284,7 +298,8 @@ class LLVMFunction:
     def _prepare_fast(self, st: _State, own: bool = False) -> None:
         """Let fast calls use sizes ``st.dims`` (the state itself when ``own``)."""
         fast = self._fast
-        if fast is None or st.parallel or st.workspace.nbytes > FAST_MAX_WORKSPACE:
+        if (fast is None or st.parallel or st.workspace.nbytes > FAST_MAX_WORKSPACE
+                or st.work > FAST_MAX_WORK):
             return
         if fast.state is None or fast.state.dims != st.dims:
             # a state of its own: the thread-local ones are used with the GIL released
