@@ -340,7 +340,7 @@ def test_split_kernels_run_in_chunks_taken_in_turn(monkeypatch: pytest.MonkeyPat
     xv = rng.standard_normal(1_500_000).astype(np.float32)
     st = f._impl._state(xv.shape)
     plans = [p for p in st.plans if p.parts > 1]
-    assert plans and all(p.chunks > 2 * p.parts for p in plans)
+    assert plans and all(2 * p.parts < p.chunks <= 10 * p.parts for p in plans)
     for p in plans:
         assert p.bounds[0] == 0 and p.bounds[-1] == p.extent
     first = f(x=xv)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import sys
 import threading
+import time
 import warnings
 from typing import Any
 
@@ -535,6 +536,9 @@ def test_a_size_shared_by_two_axes_of_one_input() -> None:
 
 
 def test_reset_plans_the_thread_split_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from symgrad.backends.llvm import runtime
+
+    monkeypatch.setattr(runtime, "FAST_MAX_WORK", 1 << 62)  # let the fast call take any work
     x = sg.placeholder("x", (None,), "float32")
     y = sg.sum(sg.softplus(x) * sg.tanh(x) + sg.sigmoid(x) ** 2)
     f = sg.compile([y, sg.grad(y, x)], backend="llvm")
@@ -543,13 +547,13 @@ def test_reset_plans_the_thread_split_again(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("SYMGRAD_NUM_THREADS", "1")
     f._impl.reset()
     f(xv)
-    assert not f._impl._state((xv.size,)).parallel  # one thread: one native call
+    assert _takes_fast_path(f, xv)  # one thread: the whole program in one native call
     monkeypatch.setenv("SYMGRAD_NUM_THREADS", "2")
-    assert not f._impl._state((xv.size,)).parallel  # the sizes' plan is kept until reset
+    assert _takes_fast_path(f, xv)  # the sizes' plan is kept until reset
     f._impl.reset()
     got = f(xv)
-    assert f._impl._state((xv.size,)).parallel  # large kernels split over two threads
-    assert not _takes_fast_path(f, xv)
+    assert f._impl._state((xv.size,)).parallel
+    assert not _takes_fast_path(f, xv)  # large kernels split over two threads
     np.testing.assert_allclose(got[0], want[0], rtol=1e-6)
     np.testing.assert_array_equal(got[1], want[1])
 
@@ -557,26 +561,52 @@ def test_reset_plans_the_thread_split_again(monkeypatch: pytest.MonkeyPatch) -> 
 def test_long_calls_release_the_gil(monkeypatch: pytest.MonkeyPatch) -> None:
     """The fast call holds the GIL, so it takes only calls with little work (points times
     body cost, as for threads); a longer one, even on one thread, takes the general path,
-    whose native call lets other Python threads run meanwhile."""
+    whose native call lets other Python threads run meanwhile. With a long switch interval
+    another thread only runs when this one gives up the GIL, which shows which did."""
     from symgrad.backends.llvm import runtime
 
     monkeypatch.setenv("SYMGRAD_NUM_THREADS", "1")
     x = sg.placeholder("x", (None,), "float32")
     y = sg.sum(sg.softplus(x) * sg.tanh(x) + sg.sigmoid(x) ** 2)
     f = sg.compile([y, sg.grad(y, x)], backend="llvm")
-    small, large = np.linspace(-3, 3, 1000, dtype=np.float32), np.linspace(-3, 3, 1 << 20, dtype=np.float32)
-    for v in (small, large):
+    small, large = np.linspace(-3, 3, 1000, dtype=np.float32), np.linspace(-3, 3, 1 << 21, dtype=np.float32)
+    for v in (small, large, small):  # the last prepares the fast call for the small sizes
         f(v)
     assert f._impl._state((small.size,)).work <= runtime.FAST_MAX_WORK < f._impl._state((large.size,)).work
-    assert not f._impl._state((large.size,)).parallel
-    assert not _takes_fast_path(f, large)
-    f(small)  # prepares the fast call for these sizes
-    assert _takes_fast_path(f, small)
-    got = f(large)
-    np.testing.assert_allclose(got[0], f._impl(large)[0], rtol=0)
+    assert _takes_fast_path(f, small) and not _takes_fast_path(f, large)
+
+    count = [0]
+    stop = threading.Event()
+
+    def counter() -> None:
+        while not stop.is_set():
+            count[0] += 1
+            time.sleep(0)  # gives the GIL back at once
+
+    ran = {}
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(0.5)
+    other = threading.Thread(target=counter)
+    try:
+        other.start()
+        time.sleep(0.01)  # the counter is now running, or waiting for the GIL
+        # the second large call would take the fast call if any did
+        for name, v in (("small", small), ("large", large), ("large again", large),
+                        ("small again", small)):
+            before = count[0]
+            got = f(v)
+            ran[name] = count[0] - before
+            if name == "large":
+                grad = got[1]
+    finally:
+        stop.set()
+        sys.setswitchinterval(old)
+        other.join()
+    assert ran["small"] == 0 and ran["small again"] == 0  # the fast call kept the GIL
+    assert ran["large"] > 0 and ran["large again"] > 0  # the other thread ran meanwhile
     xs = large.astype(np.float64)
     s = 1 / (1 + np.exp(-xs))
-    np.testing.assert_allclose(got[1], s * np.tanh(xs) + np.logaddexp(0, xs) * (1 - np.tanh(xs) ** 2)
+    np.testing.assert_allclose(grad, s * np.tanh(xs) + np.logaddexp(0, xs) * (1 - np.tanh(xs) ** 2)
                                + 2 * s * s * (1 - s), rtol=2e-5, atol=1e-6)
 
 
@@ -598,3 +628,24 @@ def test_matmul_work_counts_its_inner_axis() -> None:
     assert _takes_fast_path(f, small, wv)
     assert not _takes_fast_path(f, big, wv)
     np.testing.assert_array_equal(f(big, wv), np.full((256, 256), 512, np.float32))
+
+
+def test_scatter_work_counts_its_largest_operand() -> None:
+    """The gradient of a gather loops over the gathered gradient, which can be much larger
+    than its output: its work is that of its largest operand, so millions of indices into a
+    small table take the general path."""
+    from symgrad.backends.llvm import runtime
+
+    x = sg.placeholder("x", (10,), "float32")
+    i = sg.placeholder("i", (None,), "int64")
+    f = sg.compile(sg.grad(sg.sum(sg.take(x, i) * 2.0), x), backend="llvm")
+    xv = np.arange(10, dtype=np.float32)
+    small, large = np.arange(10) % 10, np.arange(1 << 21) % 10
+    f._impl(xv, small)
+    assert f._impl._local.state.work <= runtime.FAST_MAX_WORK
+    f._impl(xv, large)
+    assert f._impl._local.state.work > runtime.FAST_MAX_WORK
+    f(xv, small)
+    assert _takes_fast_path(f, xv, small)
+    assert not _takes_fast_path(f, xv, large)
+    np.testing.assert_array_equal(f(xv, large), 2 * np.bincount(large, minlength=10).astype(np.float32))

@@ -288,7 +288,12 @@ def specials(dtype: str) -> np.ndarray:
     extra = [fi.max, -fi.max, fi.tiny, -fi.tiny, fi.smallest_subnormal, -fi.smallest_subnormal,
              fi.tiny / 3, -fi.tiny / 3, fi.eps, -fi.eps, 1 + fi.eps, 1 - fi.epsneg, -1 + fi.epsneg]
     with np.errstate(over="ignore"):
-        return np.array(SPECIALS + [float(v) for v in extra]).astype(dtype)
+        values = np.array(SPECIALS + [float(v) for v in extra]).astype(dtype)
+    # quiet nans with the sign bit set, made from their bits (signalling ones would raise
+    # NumPy's invalid-value warning wherever they are cast)
+    bits = [0xFFC00001, 0xFFFFFFFF] if dtype == "float32" else [0xFFF8000000000001, 0xFFFFFFFFFFFFFFFF]
+    signed_nans = np.array(bits, dtype=np.uint32 if dtype == "float32" else np.uint64).view(dtype)
+    return np.concatenate([values, signed_nans])
 
 
 # ---- tests: accuracy ---------------------------------------------------------------------

@@ -54,6 +54,8 @@ CHUNK_MIN_WORK = PARALLEL_MIN_WORK // 16
 # so a longer call takes the general path, which releases it
 FAST_MAX_WORKSPACE = 1 << 20
 FAST_MAX_WORK = PARALLEL_MIN_WORK
+# so a split call (at least 2 PARALLEL_MIN_WORK in one kernel) never takes the fast call
+assert FAST_MAX_WORK < 2 * PARALLEL_MIN_WORK
 ALIGN = 64
 
 _pool: ThreadPoolExecutor | None = None
@@ -126,7 +128,8 @@ def chunk_bounds(extent: int, parts: int, least: int) -> list[int]:
     """Where the chunks of ``range(extent)`` for ``parts`` threads begin (and the last ends):
     each chunk takes ``1 / (2 parts)`` of what is left, and at least ``least`` points, so
     chunks shrink towards the end, and the threads finish close together however fast each
-    ran. Depends on the sizes alone, so a reduction's partials do too."""
+    ran. Depends on the sizes and the thread count alone, so a reduction's partials do
+    too."""
     bounds = [0]
     while bounds[-1] < extent:
         left = extent - bounds[-1]
@@ -146,12 +149,14 @@ os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
 def _work(fn: LLVMFunction, k: Any, kinfo: Any, env: dict[str, int]) -> int:
-    """A kernel's rough work for these sizes: its points times its body's cost, or for a
-    library call its output's points times the length of a product's inner axis."""
+    """A kernel's rough work for these sizes: its points times its body's cost; for a
+    product, its output's points times its inner length, twice; for another library call,
+    twice the points of its largest operand (``take_grad`` loops over its gradient input)."""
     if isinstance(k, LibCall):
-        out = S.evaluate(S.prod([1, *k.output.shape]), env)
-        inner = S.evaluate(k.input_shapes[0][-1], env) if k.op == "matmul" and k.input_shapes[0] else 1
-        return out * max(inner, 1) * 2
+        sizes = [S.evaluate(S.prod([1, *shape]), env) for shape in [k.output.shape, *k.input_shapes]]
+        if k.op == "matmul":  # (batch, m, k) @ (batch, k, n)
+            return sizes[0] * max(S.evaluate(k.input_shapes[0][-1], env), 1) * 2
+        return max(sizes) * 2
     return S.evaluate(S.prod([1, *fn.domain_sizes(kinfo.name)]), env) * kinfo.cost
 
 
@@ -213,15 +218,15 @@ class _State:
         for k, off in enumerate(offsets):
             self.frame[first_slot + k] = base + off
         threads = num_threads()
-        self.work = sum(_work(fn, k, kinfo, env) for k, kinfo in zip(lp.kernels, fn.info.kernels))
+        works = [_work(fn, k, kinfo, env) for k, kinfo in zip(lp.kernels, fn.info.kernels)]
+        self.work = sum(works)
         self.plans = []
         parallel = False
-        for kinfo in fn.info.kernels:
+        for kinfo, work in zip(fn.info.kernels, works):
             extent = S.evaluate(kinfo.extent, env)
             parts = 1
             bounds = [0, extent]
             if kinfo.split != "none" and threads > 1 and extent > 1:
-                work = S.evaluate(S.prod([1, *fn.domain_sizes(kinfo.name)]), env) * kinfo.cost
                 parts = int(min(threads, extent, max(1, work // PARALLEL_MIN_WORK)))
                 if parts > 1:
                     per_point = max(1, work // extent)

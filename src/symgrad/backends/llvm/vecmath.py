@@ -301,8 +301,12 @@ class _K64:
 
 
 _TANH_SPLIT = 0.625
-# exp of x <= 0 scales by 2^(k + B) in the exponent field, then by 2^-B (see exp_parts)
+# exp of x <= 0 scales by 2^(k + B) in the exponent field, then by 2^-B (see exp_parts):
+# p 2^(k + B) must be normal down to k = exp_lo / ln2 (B >= 34 for f32, 75 for f64), and
+# 2^-B normal too
 _EXP_NONPOS_BIAS = {32: 64, 64: 128}
+assert all(round(K.exp_lo * K.log2e) - 1 + _EXP_NONPOS_BIAS[K.bits] > 2 - K.bias
+           and _EXP_NONPOS_BIAS[K.bits] < K.bias - 1 for K in (_K32, _K64))
 _LOG1P_UNIT_SPLIT = 0.41421356237309503  # sqrt(2) - 1 (the polynomials tolerate rounding)
 _ERF_SPLIT = 0.875
 
@@ -440,10 +444,15 @@ class _Emit:
         return self.b.icmp_signed("<", iv, self.i(0))
 
     def below(self, a: ir.Value, bound: float) -> ir.Value:
-        """a < bound for a >= +0 or nan (nan: false), a compare of the bits done as an
-        integer subtraction whose sign a blend reads (see :meth:`negative`)."""
-        c = self.bits(self.c(bound))
-        return self.negative(self.b.sub(self.bits(a), c))
+        """a < bound, for a with its sign bit clear (a nan then gives false) and bound >= 0:
+        the bits compared by an integer subtraction whose sign a blend reads (see
+        :meth:`negative`)."""
+        return self.negative(self.b.sub(self.bits(a), self.bits(self.c(bound))))
+
+    def above(self, a: ir.Value, bound: float) -> ir.Value:
+        """a > bound, for a with its sign bit clear (a nan then gives true) and bound >= 0,
+        as :meth:`below` does it."""
+        return self.negative(self.b.sub(self.bits(self.c(bound)), self.bits(a)))
 
     def clamp(self, x: ir.Value, lo: float, hi: float) -> ir.Value:
         """Clamp to [lo, hi]; nan stays nan."""
@@ -610,7 +619,7 @@ class _Emit:
         return self.mul(self.mul(c, self.pow2(self.b.neg(ec))), inv)
 
     def log1p_unit(self, t: ir.Value) -> ir.Value:
-        """log1p(t) for t in [0, 1] (used by softplus); nan gives garbage.
+        """log1p(t) for t in [0, 1] (used by softplus); nan gives nan, whatever its sign.
 
         No exponent extraction: 1 + t = 2^e (1 + f) with e = 0, f = t below the split, else
         e = 1, f = t/2 - 1/2. float32 splits at 1/2, where f = (t - 1)/2 is exact (a multiple
@@ -618,18 +627,17 @@ class _Emit:
         splits at sqrt(2) - 1 to stay in the range of the log polynomial; for t < 1/2 that f
         is rounded, and its error c = h - (f + 1/2) (h = t/2; f + 1/2 is exact by Sterbenz)
         enters as c / (1 + f) ~ c (1 - f)."""
-        # big: t > split, as the sign of an integer difference (t >= 0), which the selects
-        # below read without a compare; e ln2 with e in {0, 1} is then two additions of a
-        # selected constant (or of +0), in the order of log_core_f's two multiply-adds
+        # big: t > split, which the selects below read without a compare (see above()); e ln2
+        # with e in {0, 1} is then two additions of a selected constant (or of +0), in the
+        # order of log_core_f's two multiply-adds. A nan t gives a nan f either way.
         K = self.K
         zero = self.c(0.0)
         if not self.f64:
-            split = 0.5
-            big = self.negative(self.b.sub(self.bits(self.c(split)), self.bits(t)))
+            big = self.above(t, 0.5)
             f = self.sel(big, self.fma(t, self.c(0.5), self.c(-0.5)), t)
             lm = self.log1p_small(f, None, _K32.log1p_unit_p)
         else:
-            big = self.negative(self.b.sub(self.bits(self.c(_LOG1P_UNIT_SPLIT)), self.bits(t)))
+            big = self.above(t, _LOG1P_UNIT_SPLIT)
             h = self.mul(t, self.sel(big, self.c(0.5), self.c(1.0)))
             k = self.sel(big, self.c(0.5), zero)
             f = self.sub(h, k)
