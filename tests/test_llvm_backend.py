@@ -464,15 +464,18 @@ def test_split_calls_from_several_threads_at_once(monkeypatch: pytest.MonkeyPatc
 
 def test_loops_calling_the_vector_math_are_interleaved() -> None:
     """The inner loop of a kernel that calls the polynomial math carries an interleave hint
-    (its FMA chains are latency bound), by its widest float type; a plain arithmetic loop
-    is left to LLVM."""
-    from symgrad.backends.llvm.codegen import MATH_INTERLEAVE
+    (its FMA chains are latency bound), by its widest float type, and a smaller one for a
+    large float32 body; a plain arithmetic loop is left to LLVM."""
+    from symgrad.backends.llvm.codegen import MATH_INTERLEAVE, MATH_INTERLEAVE_BIG
 
-    def hint(dtype: str) -> str:
-        return f'!"llvm.loop.interleave.count", i32 {MATH_INTERLEAVE[dtype]} }}'
+    def hint(dtype: str, count: int | None = None) -> str:
+        return f'!"llvm.loop.interleave.count", i32 {count or MATH_INTERLEAVE[dtype]} }}'
 
     x = sg.placeholder("x", (None,), "float32")
     assert hint("float32") in sg.compile(sg.tanh(x) + 1.0, backend="llvm")._impl.llvm_ir
+    y = sg.sum(sg.softplus(x) * sg.tanh(x) + sg.sigmoid(x) ** 2)
+    w1 = sg.compile([y, sg.grad(y, x)], backend="llvm")._impl.llvm_ir
+    assert hint("float32", MATH_INTERLEAVE_BIG) in w1 and hint("float32") not in w1
     assert hint("float32") in sg.compile(sg.sum(sg.exp(x)), backend="llvm")._impl.llvm_ir
     mixed = sg.compile(sg.exp(sg.cast(x, "float64")), backend="llvm")._impl.llvm_ir
     assert hint("float64") in mixed and hint("float32") not in mixed

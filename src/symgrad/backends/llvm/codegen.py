@@ -74,9 +74,12 @@ SUM_BLOCK = 1024
 LARGE_BODY = 128
 # interleave count of loops that call the vector math, by the kernel's widest float type
 # (see Codegen._math_hints), for programs with at most MATH_INTERLEAVE_CALLS math calls (in
-# distinct kernel bodies)
+# distinct kernel bodies); float32 bodies of more than MATH_INTERLEAVE_BIG_COST (the cost of
+# kernel_info) take MATH_INTERLEAVE_BIG instead
 MATH_INTERLEAVE = {"float32": 8, "float64": 4}
 MATH_INTERLEAVE_CALLS = 64
+MATH_INTERLEAVE_BIG_COST = 64
+MATH_INTERLEAVE_BIG = 4
 
 
 @functools.cache
@@ -947,9 +950,14 @@ class Codegen:
         with 8 (sin loses 10%), where float64 ones, twice the registers per element, gain
         nothing more. It also makes the loop's code that many times larger, so programs
         with many math calls (a long unrolled chain) keep one vector per iteration and
-        their compile time."""
+        their compile time. A large float32 body takes 4: W1's (three functions and its
+        gradient, 91 by kernel_info's cost) is 6 KB of code per iteration with 8 and spills
+        35 stack values per vector; with 4, its two-thread median was 6-11% lower in three
+        in-process runs of 25-30 rounds on a busy machine, and equal on a quiet one."""
         wide = any(ins.dtype == "float64" for ins in k.instrs)
         count = MATH_INTERLEAVE["float64" if wide else "float32"]
+        if not wide and kernel_info(k).cost > MATH_INTERLEAVE_BIG_COST:
+            count = MATH_INTERLEAVE_BIG
         m = self.module
         props = [m.add_metadata([ir.MetaDataString(m, "llvm.loop.interleave.count"),
                                  ir.Constant(I32, count)])]
