@@ -145,10 +145,6 @@ def _floordiv_expr(a: FloorDiv, names: dict[str, str]) -> str:
     return f"({size_expr(a.num, names)} // {a.den})"
 
 
-__all__ = ["BACKENDS", "Backend", "Built", "Dim", "Namer", "Program", "atomic_write", "get_backend",
-           "register_backend", "size_expr"]
-
-
 @contextmanager
 def gc_paused() -> Iterator[None]:
     """Python's cycle collector paused: compiling a large program allocates hundreds of
@@ -161,3 +157,7 @@ def gc_paused() -> Iterator[None]:
     finally:
         if was:
             gc.enable()
+
+
+__all__ = ["BACKENDS", "Backend", "Built", "Dim", "Namer", "Program", "atomic_write", "gc_paused",
+           "get_backend", "register_backend", "size_expr"]

@@ -866,7 +866,7 @@ class Codegen:
                 b.store(total, val)
 
         hints = self._vector_hints() if width else \
-            self._math_hints(k) if calls and self.interleave else None
+            self._math_hints(k, n) if calls and self.interleave else None
 
         def reduce_loops(axes: list[int], rng: dict[int, tuple[ir.Value, ir.Value]] | None) -> None:
             if not blocked:
@@ -939,7 +939,7 @@ class Codegen:
             ("llvm.loop.vectorize.predicate.enable", ir.Constant(I1, 1)))]
         return _LoopID(m, props)
 
-    def _math_hints(self, k: LoopKernel) -> ir.values.MDValue:
+    def _math_hints(self, k: LoopKernel, n: int) -> ir.values.MDValue:
         """Loop metadata for the innermost loop of a kernel that calls the inline vector
         math: interleave :data:`MATH_INTERLEAVE` vectors. The polynomials are long chains of
         dependent FMAs, so one vector per iteration leaves the loop bound by their latency
@@ -956,7 +956,7 @@ class Codegen:
         in-process runs of 25-30 rounds on a busy machine, and equal on a quiet one."""
         wide = any(ins.dtype == "float64" for ins in k.instrs)
         count = MATH_INTERLEAVE["float64" if wide else "float32"]
-        if not wide and kernel_info(k).cost > MATH_INTERLEAVE_BIG_COST:
+        if not wide and self.info.kernels[n].cost > MATH_INTERLEAVE_BIG_COST:
             count = MATH_INTERLEAVE_BIG
         m = self.module
         props = [m.add_metadata([ir.MetaDataString(m, "llvm.loop.interleave.count"),

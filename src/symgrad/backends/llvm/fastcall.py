@@ -252,7 +252,6 @@ def emit(module: ir.Module, program: ir.Function, layout: FastLayout, name: str)
     b.ret(tup)
 
 
-
 # -- the run time side ---------------------------------------------------------------------------
 class _MethodDef(ctypes.Structure):
     _fields_ = [("ml_name", ctypes.c_char_p), ("ml_meth", ctypes.c_void_p),

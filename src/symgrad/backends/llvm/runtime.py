@@ -28,9 +28,16 @@ from typing import Any
 import numpy as np
 
 from symgrad.backends.llvm import fastcall
-from symgrad.backends.llvm.codegen import ERR_BOUNDS, ERR_INDEX, ERR_LAYOUT, OBJECT_LAYOUT, ModuleInfo
+from symgrad.backends.llvm.codegen import (
+    ERR_BOUNDS,
+    ERR_INDEX,
+    ERR_LAYOUT,
+    OBJECT_LAYOUT,
+    KernelInfo,
+    ModuleInfo,
+)
 from symgrad.backends.llvm.jit import Engine
-from symgrad.backends.lower import LibCall, LoweredProgram
+from symgrad.backends.lower import LibCall, LoopKernel, LoweredProgram
 from symgrad.errors import InputError
 from symgrad.ir import shape as S
 from symgrad.ir.dtypes import DTYPES
@@ -148,7 +155,7 @@ def _forget_pool_in_child() -> None:
 os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
-def _work(fn: LLVMFunction, k: Any, kinfo: Any, env: dict[str, int]) -> int:
+def _work(fn: LLVMFunction, k: LoopKernel | LibCall, kinfo: KernelInfo, env: dict[str, int]) -> int:
     """A kernel's rough work for these sizes: its points times its body's cost; for a
     product, its output's points times its inner length, twice; for another library call,
     twice the points of its largest operand (``take_grad`` loops over its gradient input)."""

@@ -17,7 +17,7 @@ Algorithms (range reduction, then a minimax polynomial):
   in ``f = m - 1``, float64 the ``s = f / (2 + f)`` form; log1p adds the rounding error of
   ``1 + x`` back as a first-order correction.
 - sigmoid, softplus, tanh: from ``t = e^(-|x|)`` (never overflows): ``1/(1+t)`` or
-  ``t/(1+t)``; ``max(x, 0) + log1p(t)`` (``1 + t = 2^e (1 + f)`` by a compare, no
+  ``t/(1+t)``; ``max(x, 0) + log1p(t)`` (``1 + t = 2^e (1 + f)`` by a select, no
   exponent extraction); ``|x| + |x|^3 P(x^2)`` for ``|x| < 0.625``, else
   ``n - t^2 n / (1 + t^2)`` with ``n = -m (2 + m) = 1 - t^2`` and ``m = expm1(-|x|)`` rebuilt
   from the same reduction, signed by ``copysign``. All three emit the same instructions for
@@ -502,7 +502,7 @@ class _Emit:
 
     def exp_narrow(self, x: ir.Value) -> ir.Value:
         """exp for x known to lie in [-87, 88] (f32) or [-708, 709] (f64), where 2^k is
-        normal: one scaling, no clamps (tanh and erf use it)."""
+        normal: one scaling, no clamps (erf uses it)."""
         r, _, k = self.exp_reduce(x)
         return self.mul(self.add(self.c(1.0), self.expm1_poly(r)), self.pow2(k))
 
@@ -557,20 +557,15 @@ class _Emit:
 
     def log_core(self, e: ir.Value, m: ir.Value, corr: ir.Value | None) -> ir.Value:
         """e ln2 + log(m) + corr, where corr is a tiny additive correction (or None)."""
-        return self.log_core_f(e, self.sub(m, self.c(1.0)), corr)
-
-    def log_core_f(self, e: ir.Value, f: ir.Value, corr: ir.Value | None,
-                   p32: Sequence[float] = _K32.log1p_p) -> ir.Value:
-        """e ln2 + log1p(f) + corr for f in [sqrt(1/2) - 1, sqrt(2) - 1] (f = m - 1), or
-        in the range of ``p32`` (float32 only)."""
         K = self.K
-        lm = self.log1p_small(f, corr, p32)
+        lm = self.log1p_small(self.sub(m, self.c(1.0)), corr)
         ef = self.itof(e)
         return self.fma(ef, self.c(K.ln2[0]), self.fma(ef, self.c(K.ln2[1]), lm))
 
     def log1p_small(self, f: ir.Value, corr: ir.Value | None,
                     p32: Sequence[float] = _K32.log1p_p) -> ir.Value:
-        """log1p(f) + corr for f in the range of :meth:`log_core_f`."""
+        """log1p(f) + corr for f = m - 1 in [sqrt(1/2) - 1, sqrt(2) - 1], or in the range of
+        ``p32`` (float32 only)."""
         if not self.f64:
             # f + f^2 (f P(f) - 1/2): one multiply fewer than f - f^2/2 + f^3 P(f)
             f2 = self.mul(f, f)
@@ -629,7 +624,7 @@ class _Emit:
         enters as c / (1 + f) ~ c (1 - f)."""
         # big: t > split, which the selects below read without a compare (see above()); e ln2
         # with e in {0, 1} is then two additions of a selected constant (or of +0), in the
-        # order of log_core_f's two multiply-adds. A nan t gives a nan f either way.
+        # order of log_core's two multiply-adds. A nan t gives a nan f either way.
         K = self.K
         zero = self.c(0.0)
         if not self.f64:
