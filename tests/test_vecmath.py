@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ctypes
 import re
-import struct
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -50,7 +49,7 @@ def _loop(b: Any, end: Any, step: int, body: Callable[[Any], None]) -> None:
     b.position_at_end(done)
 
 
-def _kernel(mod: Any, name: str, fn: str, dtype: str, width: int | None) -> None:
+def _kernel(mod: Any, name: str, fn: str, dtype: str, width: int | None, loaded: bool = False) -> None:
     st = vm.vector_type(dtype)
     vt = vm.vector_type(dtype, width) if width else st
     p = st.as_pointer()
@@ -61,7 +60,8 @@ def _kernel(mod: Any, name: str, fn: str, dtype: str, width: int | None) -> None
     def body(i: Any) -> None:
         ptrs = [x, x2][: vm.ARITY[fn]]
         args = [b.load(b.bitcast(b.gep(q, [i]), vt.as_pointer()), align=1) for q in ptrs]
-        b.store(vm.emit_math(b, fn, args), b.bitcast(b.gep(y, [i]), vt.as_pointer()), align=1)
+        b.store(vm.emit_math(b, fn, args, loaded_constants=loaded), b.bitcast(b.gep(y, [i]), vt.as_pointer()),
+                align=1)
 
     _loop(b, n, width or 1, body)
     b.ret_void()
@@ -105,7 +105,7 @@ class Lib:
     """Functions of one dtype, as vector kernels and (optionally) as scalar-loop kernels."""
 
     def __init__(self, dtype: str, fns: tuple[str, ...] = vm.MATH_FUNCTIONS, width: int | None = None,
-                 scalar: bool = True, fma: bool = True) -> None:
+                 scalar: bool = True, fma: bool = True, loaded: bool = False) -> None:
         self.dtype = dtype
         self.np = NP[dtype]
         self.width = width or WIDTH[dtype]
@@ -113,10 +113,10 @@ class Lib:
         mod.triple = llvm.get_process_triple()
         names = []
         for fn in fns:
-            _kernel(mod, f"vec_{fn}", fn, dtype, self.width)
+            _kernel(mod, f"vec_{fn}", fn, dtype, self.width, loaded)
             names.append(f"vec_{fn}")
             if scalar:
-                _kernel(mod, f"scalar_{fn}", fn, dtype, None)
+                _kernel(mod, f"scalar_{fn}", fn, dtype, None, loaded)
                 names.append(f"scalar_{fn}")
         self.ir_text = str(mod)
         ee, _ = _compile(mod, vectorize=False, fma=fma)
@@ -430,6 +430,25 @@ def test_scalar_code_matches_vector_code(lib: Lib, fn: str) -> None:
     assert np.array_equal(a[~nan].view(f"u{a.itemsize}"), b[~nan].view(f"u{b.itemsize}")), fn
 
 
+def test_loaded_constants_give_the_same_bits(lib: Lib) -> None:
+    """emit_math(..., loaded_constants=True), as math_function emits it, loads the float
+    constants from internal globals (LLVM may not fold their value) and computes exactly
+    what the literal code computes."""
+    loaded = Lib(lib.dtype, scalar=False, loaded=True)
+    assert re.search(r'@"?symgrad\.vecmath\.k\.f(32|64)\.[-0-9a-fx.p]+"? = internal externally_initialized global',
+                     loaded.ir_text)
+    assert "!invariant.load" in loaded.ir_text
+    assert "externally_initialized" not in lib.ir_text
+    rng = np.random.default_rng(6)
+    for fn in vm.MATH_FUNCTIONS:
+        x = np.concatenate([specials(lib.dtype), all_floats(lib.dtype, 3000, 10), rng.uniform(-20, 20, 3000)])
+        x2 = None if vm.ARITY[fn] == 1 else rng.uniform(-4, 4, x.size)
+        a, b = lib(fn, x, x2), loaded(fn, x, x2)
+        nan = np.isnan(a)
+        assert np.array_equal(nan, np.isnan(b)), fn
+        assert np.array_equal(a[~nan].view(f"u{a.itemsize}"), b[~nan].view(f"u{b.itemsize}")), fn
+
+
 def test_exact_helpers(lib: Lib) -> None:
     x = np.array([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, -0.0, 3.7, -3.7, 4.0, 1e30, np.inf, -np.inf], lib.np)
     with np.errstate(invalid="ignore"):
@@ -463,9 +482,8 @@ def test_scalar_loop_vectorizes_and_is_correct() -> None:
 
     def body(i: Any) -> None:
         v = b.load(b.gep(x, [i]))
-        sp = b.call(vm.math_function(mod, "softplus", ft), [v])  # the always-inline wrapper
-        th = vm.emit_math(b, "tanh", [v])
-        sg = vm.emit_math(b, "sigmoid", [v])
+        # the always-inline wrappers, as the code generator calls them
+        sp, th, sg = (b.call(vm.math_function(mod, fn, ft), [v]) for fn in ("softplus", "tanh", "sigmoid"))
         b.store(b.fadd(b.fmul(sp, th), b.fmul(sg, sg)), b.gep(y, [i]))
 
     _loop(b, n, 1, body)
@@ -477,10 +495,19 @@ def test_scalar_loop_vectorizes_and_is_correct() -> None:
     assert re.search(r"<\d+ x float>", w1.group(0)), "the scalar loop was not vectorized"
     assert not re.search(r"call (?!.*@llvm\.)", w1.group(0)), "a call is left in the loop"
     # sigmoid, softplus and tanh emit the same e^-|x| sequence, so one exp polynomial is left
-    # in the vector body: its last float32 coefficient, 0x1.6a9662p-10, is used once there
-    bits = struct.unpack("<Q", struct.pack("<d", float.fromhex("0x1.6a9662p-10")))[0]
-    last = f"0x{bits:016X}"
-    assert len(re.findall(rf"<\d+ x float> @llvm\.fmuladd\S*\(.*{last}", w1.group(0))) == 1
+    # in the vector body: its last float32 coefficient, 0x1.6a9662p-10 (loaded from its
+    # global, then splat), is used once there
+    text = w1.group(0)
+    k = re.search(r'(%[\w.]+) = load float, ptr @"?symgrad\.vecmath\.k\.f32\.0x1\.6a96620*p-10"?', text)
+    assert k is not None, "the coefficient is not loaded from its global"
+    names = {k.group(1)}
+    for line in text.splitlines():  # the values that splat it
+        d = re.match(r"\s*(%[\w.]+) = (insertelement|shufflevector) ", line)
+        if d and any(re.search(rf"{re.escape(n)}\b", line) for n in names):
+            names.add(d.group(1))
+    uses = [line for line in text.splitlines() if "@llvm.fmuladd.v" in line
+            and any(re.search(rf"{re.escape(n)}\b", line.split("(", 1)[1]) for n in names)]
+    assert len(uses) == 1, uses
     fn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)(ee.get_function_address("w1"))
     xs = np.random.default_rng(0).standard_normal(100_003).astype(np.float32) * 4
     out = np.empty_like(xs)

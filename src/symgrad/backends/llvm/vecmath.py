@@ -30,6 +30,11 @@ Algorithms (range reduction, then a minimax polynomial):
   float64 carries ``log|x|`` and ``y log|x|`` as double-double (Dekker products, no FMA
   needed), so the result keeps its accuracy when ``|y log|x||`` is large.
 
+Polynomials are evaluated by Horner's rule, except exp's and float32 log's, which sit back to
+back on the chain from x to softplus: those use Estrin's scheme (a chain of about log2 of the
+degree). ``math_function`` loads its float constants from internal globals instead of writing
+literals (see :meth:`_Emit.c`).
+
 The coefficients below were derived by ``tools/vecmath_coeffs.py`` (weighted Remez exchange
 in mpmath, then coefficient-by-coefficient rounding to the target format); the comment above
 each set gives the interval and the weighted error of the rounded set.
@@ -138,7 +143,8 @@ def preferred_width(dtype: str, features: str | None = None) -> int:
     return bits // (32 if dtype == "float32" else 64)
 
 
-def emit_math(builder: ir.IRBuilder, fn: str, args: Sequence[ir.Value]) -> ir.Value:
+def emit_math(builder: ir.IRBuilder, fn: str, args: Sequence[ir.Value],
+              loaded_constants: bool = False) -> ir.Value:
     """Emit ``fn(*args)`` inline at the builder's position and return the result.
 
     Parameters
@@ -151,6 +157,11 @@ def emit_math(builder: ir.IRBuilder, fn: str, args: Sequence[ir.Value]) -> ir.Va
     args
         ``ARITY[fn]`` values, all of one type: ``float``, ``double``, ``<N x float>`` or
         ``<N x double>`` (any N). The result has the same type.
+    loaded_constants
+        Load the coefficients and other float constants (all but 0, +-1/2, +-1, +-2, inf
+        and nan) from internal globals instead of writing them as literals; see
+        :meth:`_Emit.c`. Only for code that may read memory: not in a function marked
+        ``readnone``.
     """
     if fn not in ARITY:
         raise ValueError(f"vecmath: unknown function {fn!r}; supported: {', '.join(MATH_FUNCTIONS)}")
@@ -161,7 +172,7 @@ def emit_math(builder: ir.IRBuilder, fn: str, args: Sequence[ir.Value]) -> ir.Va
     for a in args[1:]:
         if a.type != ty:
             raise TypeError(f"vecmath: {fn} arguments must share one type, got {ty} and {a.type}")
-    m = _Emit(builder, ty)
+    m = _Emit(builder, ty, loaded_constants)
     if fn in _INTRINSICS:
         return m.intr(_INTRINSICS[fn], *args)
     method = getattr(m, "f_" + fn)
@@ -172,7 +183,9 @@ def math_function(module: ir.Module, fn: str, ty: ir.Type) -> ir.Function:
     """An internal, always-inline function ``ty fn(ty, ...)`` wrapping :func:`emit_math`.
 
     Defined once per (module, fn, type) and reused; call it from generated code to keep the
-    unoptimized IR small (the inliner expands it before the loop vectorizer runs).
+    unoptimized IR small (the inliner expands it before the loop vectorizer runs). Its
+    constants are loaded (``emit_math(..., loaded_constants=True)``): in a loop, LLVM hoists
+    those loads instead of rebuilding each constant where it is used.
     """
     name = f"symgrad.vecmath.{fn}.{_mangle(ty)}"
     existing = module.globals.get(name)
@@ -185,7 +198,7 @@ def math_function(module: ir.Module, fn: str, ty: ir.Type) -> ir.Function:
     func.attributes.add("alwaysinline")
     func.attributes.add("nounwind")
     b = ir.IRBuilder(func.append_basic_block("entry"))
-    b.ret(emit_math(b, fn, list(func.args)))
+    b.ret(emit_math(b, fn, list(func.args), loaded_constants=True))
     return func
 
 
@@ -300,6 +313,9 @@ class _K64:
     erfcx_center = 3.4375
 
 
+# float constants that stay literal with loaded_constants (see _Emit.c): x86 folds them into
+# other instructions, or LLVM simplifies with them
+_LITERAL = frozenset({0.0, 0.5, -0.5, 1.0, -1.0, 2.0, -2.0})
 _TANH_SPLIT = 0.625
 # exp of x <= 0 scales by 2^(k + B) in the exponent field, then by 2^-B (see exp_parts):
 # p 2^(k + B) must be normal down to k = exp_lo / ln2 (B >= 34 for f32, 75 for f64), and
@@ -338,9 +354,10 @@ def _mangle(ty: ir.Type) -> str:
 class _Emit:
     """Instruction helpers for one floating type (scalar or vector) and the functions."""
 
-    def __init__(self, builder: ir.IRBuilder, ty: ir.Type) -> None:
+    def __init__(self, builder: ir.IRBuilder, ty: ir.Type, loaded_constants: bool = False) -> None:
         self.b = builder
         self.ty = ty
+        self.loaded = loaded_constants
         if isinstance(ty, ir.VectorType):
             self.width: int | None = ty.count
             elem = ty.element
@@ -360,13 +377,42 @@ class _Emit:
         return elem if self.width is None else ir.VectorType(elem, self.width)
 
     def other(self, elem: ir.Type) -> _Emit:
-        return _Emit(self.b, self._like(elem))
+        return _Emit(self.b, self._like(elem), self.loaded)
 
     # constants
-    def c(self, v: float) -> ir.Constant:
+    def c(self, v: float) -> ir.Value:
+        """The constant v (splatted for a vector type).
+
+        With ``loaded_constants``, any v but the few that fold into other instructions is a
+        load from an internal global instead of a literal (one global per value and type,
+        ``externally_initialized`` so that LLVM cannot fold its value, the load marked
+        ``!invariant.load``). A loop hoists such a load and keeps the value in a register,
+        or spills it once and reads it as a memory operand where it is used. A literal
+        splat is instead rebuilt at each use once registers run short, and in JIT code (the
+        large code model) that is two instructions, an address and a broadcast. W1's loop
+        went from 140.5 to 134 instructions per 8 elements (docs/vecmath.md).
+        """
+        if not self.loaded or v in _LITERAL or v != v or v in (float("inf"), -float("inf")):
+            if self.width is None:
+                return ir.Constant(self.ty, v)
+            return ir.Constant(self.ty, [v] * self.width)
+        elem = self.ty if self.width is None else self.ty.element
+        module = self.b.module
+        name = f"symgrad.vecmath.k.{_mangle(elem)}.{float(v).hex()}"
+        g = module.globals.get(name)
+        if g is None:
+            g = ir.GlobalVariable(module, elem, name)
+            g.initializer = ir.Constant(elem, v)
+            g.linkage = "internal"
+            g.storage_class = "externally_initialized"
+        value = self.b.load(g, typ=elem)
+        value.set_metadata("invariant.load", module.add_metadata([]))
         if self.width is None:
-            return ir.Constant(self.ty, v)
-        return ir.Constant(self.ty, [v] * self.width)
+            return value
+        i32 = ir.IntType(32)
+        one = self.b.insert_element(ir.Constant(self.ty, ir.Undefined), value, ir.Constant(i32, 0))
+        return self.b.shuffle_vector(one, ir.Constant(self.ty, ir.Undefined),
+                                     ir.Constant(ir.VectorType(i32, self.width), [0] * self.width))
 
     def i(self, v: int, ity: ir.Type | None = None) -> ir.Constant:
         ity = ity or self.ity
@@ -414,6 +460,23 @@ class _Emit:
         for c in reversed(coeffs[:-1]):
             acc = self.fma(acc, x, self.c(c))
         return acc
+
+    def estrin(self, x: ir.Value, x2: ir.Value, coeffs: Sequence[float]) -> ir.Value:
+        """The same polynomial as :meth:`poly` by Estrin's scheme, with ``x2`` = x^2: pairs
+        c[2i] + c[2i+1] x, then pairs of those in x^2, x^4, ... The chain is about log2 of
+        the degree long instead of the degree, for one multiply per level past x^2."""
+        terms: list[ir.Value] = [
+            self.fma(self.c(coeffs[i + 1]), x, self.c(coeffs[i])) if i + 1 < len(coeffs)
+            else self.c(coeffs[i])
+            for i in range(0, len(coeffs), 2)
+        ]
+        power = x2
+        while len(terms) > 1:
+            terms = [self.fma(terms[i + 1], power, terms[i]) if i + 1 < len(terms) else terms[i]
+                     for i in range(0, len(terms), 2)]
+            if len(terms) > 1:
+                power = self.mul(power, power)
+        return terms[0]
 
     # compares and selects (ordered: false when an operand is nan)
     def lt(self, a: ir.Value, b: ir.Value) -> ir.Value:
@@ -498,7 +561,8 @@ class _Emit:
         return r, kf, ki
 
     def expm1_poly(self, r: ir.Value) -> ir.Value:
-        return self.fma(self.mul(r, r), self.poly(r, self.K.exp_q), r)
+        r2 = self.mul(r, r)
+        return self.fma(r2, self.estrin(r, r2, self.K.exp_q), r)
 
     def exp_narrow(self, x: ir.Value) -> ir.Value:
         """exp for x known to lie in [-87, 88] (f32) or [-708, 709] (f64), where 2^k is
@@ -521,10 +585,11 @@ class _Emit:
             return self.ldexp(p, k), em1, k
         # k <= 0: p 2^(k + B) is normal, so its exponent field takes k + B exactly (integer
         # work); one multiply by 2^-B then rounds once where the result is a denormal. A nan
-        # x leaves k meaningless: adding x - x (+0, or nan for a nan) restores the nan.
+        # x leaves k meaningless: the factor is 2^-B + (x - x), which is 2^-B exactly, or nan
+        # for a nan (computed from x alone, so it adds nothing to the chain through p).
         B = _EXP_NONPOS_BIAS[K.bits]
         scaled = self.flt(self.b.add(self.bits(p), self.b.shl(self.b.add(k, self.i(B)), self.i(K.mant))))
-        return self.add(self.mul(scaled, self.c(2.0 ** -B)), self.sub(x, x)), em1, k
+        return self.mul(scaled, self.add(self.c(2.0 ** -B), self.sub(x, x))), em1, k
 
     def f_exp(self, x: ir.Value) -> ir.Value:
         return self.exp_parts(x)[0]
@@ -569,7 +634,7 @@ class _Emit:
         if not self.f64:
             # f + f^2 (f P(f) - 1/2): one multiply fewer than f - f^2/2 + f^3 P(f)
             f2 = self.mul(f, f)
-            q = self.fma(f, self.poly(f, p32), self.c(-0.5))
+            q = self.fma(f, self.estrin(f, f2, p32), self.c(-0.5))
             if corr is not None:
                 return self.add(f, self.fma(f2, q, corr))
             return self.fma(f2, q, f)
