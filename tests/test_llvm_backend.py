@@ -8,6 +8,7 @@ cache lives in a temporary folder for this module.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -480,6 +481,29 @@ def test_loops_calling_the_vector_math_are_interleaved() -> None:
     mixed = sg.compile(sg.exp(sg.cast(x, "float64")), backend="llvm")._impl.llvm_ir
     assert hint("float64") in mixed and hint("float32") not in mixed
     assert "llvm.loop.interleave.count" not in sg.compile(x * 2.0 + 1.0, backend="llvm")._impl.llvm_ir
+
+
+def test_large_math_bodies_take_the_latency_bound_vector_math() -> None:
+    """A loop that interleaves few vectors (a large float32 body such as W1's) calls the
+    latency-bound variant of the vector math (see vecmath.emit_math); smaller ones the default;
+    both give the float64 reference's values within float32 accuracy."""
+    x = sg.placeholder("x", (None,), "float32")
+    y = sg.sum(sg.softplus(x) * sg.tanh(x) + sg.sigmoid(x) ** 2)
+    w1 = sg.compile([y, sg.grad(y, x)], backend="llvm")
+    small = sg.compile([sg.softplus(x), sg.sigmoid(x)], backend="llvm")
+    assert re.search(r"symgrad\.vecmath\.softplus\.f32\.latency\b", w1._impl.llvm_ir)
+    assert "externally_initialized" in w1._impl.llvm_ir
+    assert not re.search(r"vecmath\.\w+\.f32\.latency", small._impl.llvm_ir)
+    assert "externally_initialized" not in small._impl.llvm_ir
+    xs = np.random.default_rng(3).standard_normal(10_001).astype(np.float32) * 4
+    x64 = xs.astype(np.float64)
+    sp, th, s = np.logaddexp(0, x64), np.tanh(x64), 1 / (1 + np.exp(-x64))
+    value, grad = w1(xs)
+    np.testing.assert_allclose(value, np.sum(sp * th + s * s), rtol=1e-5)
+    np.testing.assert_allclose(grad, s * th + sp * (1 - th * th) + 2 * s * s * (1 - s), rtol=2e-6, atol=2e-6)
+    got_sp, got_s = small(xs)
+    np.testing.assert_allclose(got_sp, sp, rtol=4e-7, atol=1e-30)
+    np.testing.assert_allclose(got_s, s, rtol=4e-7, atol=1e-30)
 
 
 # -- errors --------------------------------------------------------------------------------------

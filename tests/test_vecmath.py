@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import re
+import struct
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -49,7 +50,7 @@ def _loop(b: Any, end: Any, step: int, body: Callable[[Any], None]) -> None:
     b.position_at_end(done)
 
 
-def _kernel(mod: Any, name: str, fn: str, dtype: str, width: int | None, loaded: bool = False) -> None:
+def _kernel(mod: Any, name: str, fn: str, dtype: str, width: int | None, latency_bound: bool = False) -> None:
     st = vm.vector_type(dtype)
     vt = vm.vector_type(dtype, width) if width else st
     p = st.as_pointer()
@@ -60,8 +61,7 @@ def _kernel(mod: Any, name: str, fn: str, dtype: str, width: int | None, loaded:
     def body(i: Any) -> None:
         ptrs = [x, x2][: vm.ARITY[fn]]
         args = [b.load(b.bitcast(b.gep(q, [i]), vt.as_pointer()), align=1) for q in ptrs]
-        b.store(vm.emit_math(b, fn, args, loaded_constants=loaded), b.bitcast(b.gep(y, [i]), vt.as_pointer()),
-                align=1)
+        b.store(vm.emit_math(b, fn, args, latency_bound), b.bitcast(b.gep(y, [i]), vt.as_pointer()), align=1)
 
     _loop(b, n, width or 1, body)
     b.ret_void()
@@ -102,21 +102,23 @@ _SIG = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
 
 
 class Lib:
-    """Functions of one dtype, as vector kernels and (optionally) as scalar-loop kernels."""
+    """Functions of one dtype, as vector kernels and (optionally) as scalar-loop kernels;
+    ``latency_bound``: the variant for latency-bound loops (see ``vecmath.emit_math``)."""
 
     def __init__(self, dtype: str, fns: tuple[str, ...] = vm.MATH_FUNCTIONS, width: int | None = None,
-                 scalar: bool = True, fma: bool = True, loaded: bool = False) -> None:
+                 scalar: bool = True, fma: bool = True, latency_bound: bool = False) -> None:
         self.dtype = dtype
+        self.latency_bound = latency_bound
         self.np = NP[dtype]
         self.width = width or WIDTH[dtype]
         mod = ir.Module(name=f"vecmath_test_{dtype}")
         mod.triple = llvm.get_process_triple()
         names = []
         for fn in fns:
-            _kernel(mod, f"vec_{fn}", fn, dtype, self.width, loaded)
+            _kernel(mod, f"vec_{fn}", fn, dtype, self.width, latency_bound)
             names.append(f"vec_{fn}")
             if scalar:
-                _kernel(mod, f"scalar_{fn}", fn, dtype, None, loaded)
+                _kernel(mod, f"scalar_{fn}", fn, dtype, None, latency_bound)
                 names.append(f"scalar_{fn}")
         self.ir_text = str(mod)
         ee, _ = _compile(mod, vectorize=False, fma=fma)
@@ -137,18 +139,23 @@ class Lib:
         return y[:n]
 
 
-@pytest.fixture(scope="module", params=DTYPES)
+# each dtype, as emitted by default and for latency-bound loops: every test on ``lib`` holds
+# for both
+VARIANTS = [(dtype, latency) for dtype in DTYPES for latency in (False, True)]
+
+
+@pytest.fixture(scope="module", params=VARIANTS, ids=[f"{d}{'-latency' if lb else ''}" for d, lb in VARIANTS])
 def lib(request: Any) -> Lib:
-    return _libs(request.param)
+    return _libs(*request.param)
 
 
-_LIBS: dict[str, Lib] = {}
+_LIBS: dict[tuple[str, bool], Lib] = {}
 
 
-def _libs(dtype: str) -> Lib:
-    if dtype not in _LIBS:
-        _LIBS[dtype] = Lib(dtype)
-    return _LIBS[dtype]
+def _libs(dtype: str, latency_bound: bool = False) -> Lib:
+    if (dtype, latency_bound) not in _LIBS:
+        _LIBS[dtype, latency_bound] = Lib(dtype, latency_bound=latency_bound)
+    return _LIBS[dtype, latency_bound]
 
 
 # ---- references and error measure --------------------------------------------------------
@@ -389,13 +396,14 @@ def test_pow_special_cases(lib: Lib) -> None:
                    vm.ULP_BOUNDS[("pow", lib.dtype)], ys)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_bounds_hold_without_fma_and_at_other_widths(dtype: str) -> None:
+@pytest.mark.parametrize(("dtype", "latency_bound"), VARIANTS)
+def test_bounds_hold_without_fma_and_at_other_widths(dtype: str, latency_bound: bool) -> None:
     """The reductions and Dekker products are exact without fused multiply-add too: code for
     the host with FMA (and AVX-512) disabled, at 4 float32 / 2 float64 lanes, meets the same
     bounds (on a subset of each sweep)."""
     fns = ("exp", "expm1", "log", "log1p", "tanh", "sigmoid", "softplus", "erf", "sin", "cos", "pow")
-    lib = Lib(dtype, fns, width=4 if dtype == "float32" else 2, scalar=False, fma=False)
+    lib = Lib(dtype, fns, width=4 if dtype == "float32" else 2, scalar=False, fma=False,
+              latency_bound=latency_bound)
     assert not re.search(r"vfn?m(add|sub)", _ALIVE[-1][2].emit_assembly(_ALIVE[-1][1]))
     for fn in fns[:-1]:
         x = sweep(fn, dtype)[::4]
@@ -430,23 +438,26 @@ def test_scalar_code_matches_vector_code(lib: Lib, fn: str) -> None:
     assert np.array_equal(a[~nan].view(f"u{a.itemsize}"), b[~nan].view(f"u{b.itemsize}")), fn
 
 
-def test_loaded_constants_give_the_same_bits(lib: Lib) -> None:
-    """emit_math(..., loaded_constants=True), as math_function emits it, loads the float
-    constants from internal globals (LLVM may not fold their value) and computes exactly
-    what the literal code computes."""
-    loaded = Lib(lib.dtype, scalar=False, loaded=True)
-    assert re.search(r'@"?symgrad\.vecmath\.k\.f(32|64)\.[-0-9a-fx.p]+"? = internal externally_initialized global',
-                     loaded.ir_text)
-    assert "!invariant.load" in loaded.ir_text
-    assert "externally_initialized" not in lib.ir_text
-    rng = np.random.default_rng(6)
-    for fn in vm.MATH_FUNCTIONS:
-        x = np.concatenate([specials(lib.dtype), all_floats(lib.dtype, 3000, 10), rng.uniform(-20, 20, 3000)])
-        x2 = None if vm.ARITY[fn] == 1 else rng.uniform(-4, 4, x.size)
-        a, b = lib(fn, x, x2), loaded(fn, x, x2)
-        nan = np.isnan(a)
-        assert np.array_equal(nan, np.isnan(b)), fn
-        assert np.array_equal(a[~nan].view(f"u{a.itemsize}"), b[~nan].view(f"u{b.itemsize}")), fn
+def test_latency_bound_code_loads_constants_and_shortens_chains(lib: Lib) -> None:
+    """Latency-bound code loads its float constants from internal globals that LLVM may not
+    fold (externally_initialized, !invariant.load) and evaluates exp's polynomial by Estrin's
+    scheme: the highest power of the reduced argument it needs, r^4, is a multiply of r^2
+    by itself. The default code has literal constants and Horner's rule."""
+    ir_text = lib.ir_text
+    loaded = re.findall(r'@"?symgrad\.vecmath\.k\.f(?:32|64)\.[-0-9a-fx.p]+"? = internal externally_initialized global',
+                        ir_text)
+    loads = re.findall(r"load (?:float|double), (?:ptr|float\*|double\*) @\"?symgrad\.vecmath\.k\..*!invariant\.load",
+                       ir_text)
+    if lib.latency_bound:
+        assert len(loaded) > 20 and len(loads) > len(loaded)
+    else:
+        assert not loaded and not loads and "externally_initialized" not in ir_text
+    # the exp kernel: a multiply of one value by itself, of that square by itself (Estrin's r^4)
+    exp_ir = re.search(r"define void @\"?vec_exp\"?\(.*?\n}\n", ir_text, re.S)
+    assert exp_ir is not None
+    squares = dict(re.findall(r'(%"?[\w.]+"?) = fmul <\d+ x \w+> (%"?[\w.]+"?), \2(?![\w."])', exp_ir.group(0)))
+    fourth = [v for v, base in squares.items() if base in squares]
+    assert bool(fourth) == lib.latency_bound, sorted(squares.items())
 
 
 def test_exact_helpers(lib: Lib) -> None:
@@ -468,7 +479,8 @@ def test_emitted_ir_has_no_calls_and_no_fast_math_flags(lib: Lib) -> None:
     assert not re.search(r"\b(fast|nnan|ninf|nsz|arcp|afn|reassoc|contract)\b", lib.ir_text)
 
 
-def test_scalar_loop_vectorizes_and_is_correct() -> None:
+@pytest.mark.parametrize("latency_bound", [False, True])
+def test_scalar_loop_vectorizes_and_is_correct(latency_bound: bool) -> None:
     """A plain scalar loop over softplus(x)*tanh(x) + sigmoid(x)^2 (the W1 forward body) is
     vectorized by LLVM's loop vectorizer: branch-free IR, no calls left."""
     mod = ir.Module(name="w1")
@@ -483,24 +495,29 @@ def test_scalar_loop_vectorizes_and_is_correct() -> None:
     def body(i: Any) -> None:
         v = b.load(b.gep(x, [i]))
         # the always-inline wrappers, as the code generator calls them
-        sp, th, sg = (b.call(vm.math_function(mod, fn, ft), [v]) for fn in ("softplus", "tanh", "sigmoid"))
+        sp, th, sg = (b.call(vm.math_function(mod, fn, ft, latency_bound), [v])
+                      for fn in ("softplus", "tanh", "sigmoid"))
         b.store(b.fadd(b.fmul(sp, th), b.fmul(sg, sg)), b.gep(y, [i]))
 
     _loop(b, n, 1, body)
     b.ret_void()
-    assert vm.math_function(mod, "softplus", ft) is vm.math_function(mod, "softplus", ft)
+    assert vm.math_function(mod, "softplus", ft, latency_bound) is vm.math_function(mod, "softplus", ft, latency_bound)
+    assert vm.math_function(mod, "softplus", ft, latency_bound) is not vm.math_function(mod, "softplus", ft, not latency_bound)
     ee, optimized = _compile(mod, vectorize=True)
     w1 = re.search(r"define void @w1\(.*?\n}\n", optimized, re.S)
     assert w1 is not None
     assert re.search(r"<\d+ x float>", w1.group(0)), "the scalar loop was not vectorized"
     assert not re.search(r"call (?!.*@llvm\.)", w1.group(0)), "a call is left in the loop"
     # sigmoid, softplus and tanh emit the same e^-|x| sequence, so one exp polynomial is left
-    # in the vector body: its last float32 coefficient, 0x1.6a9662p-10 (loaded from its
-    # global, then splat), is used once there
+    # in the vector body: its last float32 coefficient, 0x1.6a9662p-10 (a literal, or loaded
+    # from its global and splat), is used once there
     text = w1.group(0)
-    k = re.search(r'(%[\w.]+) = load float, ptr @"?symgrad\.vecmath\.k\.f32\.0x1\.6a96620*p-10"?', text)
-    assert k is not None, "the coefficient is not loaded from its global"
-    names = {k.group(1)}
+    if latency_bound:
+        k = re.search(r'(%[\w.]+) = load float, ptr @"?symgrad\.vecmath\.k\.f32\.0x1\.6a96620*p-10"?', text)
+        assert k is not None, "the coefficient is not loaded from its global"
+        names = {k.group(1)}
+    else:
+        names = {f"0x{struct.unpack('<Q', struct.pack('<d', float.fromhex('0x1.6a9662p-10')))[0]:016X}"}
     for line in text.splitlines():  # the values that splat it
         d = re.match(r"\s*(%[\w.]+) = (insertelement|shufflevector) ", line)
         if d and any(re.search(rf"{re.escape(n)}\b", line) for n in names):

@@ -1,7 +1,8 @@
 """Measure the vectorized math library: accuracy table and speed table for docs/vecmath.md.
 
     python tools/vecmath_report.py accuracy   # max ulp error per function and dtype, on the
-                                              # test sweeps, FMA and non-FMA code
+                                              # test sweeps, FMA and non-FMA code, default
+                                              # and latency-bound (two tables)
     python tools/vecmath_report.py speed      # ns/element per function vs NumPy/SciPy, and
                                               # the 4M-element float32 softplus*tanh + sigmoid^2
                                               # loop vs NumPy (single thread, medians)
@@ -40,10 +41,10 @@ def _median_ms(fn: Callable[[], Any], reps: int) -> tuple[float, float]:
     return float(np.median(wall)) * 1e3, float(np.median(cpu)) * 1e3
 
 
-def accuracy(fma: bool) -> dict[tuple[str, str], float]:
+def accuracy(fma: bool, latency_bound: bool = False) -> dict[tuple[str, str], float]:
     out = {}
     for dtype in T.DTYPES:
-        lib = T.Lib(dtype, scalar=False, fma=fma)
+        lib = T.Lib(dtype, scalar=False, fma=fma, latency_bound=latency_bound)
         for fn in T.UNARY:
             x = T.sweep(fn, dtype)
             out[(fn, dtype)] = float(T.ulp_error(lib(fn, x), T.reference(fn, x, dtype), dtype).max())
@@ -169,14 +170,16 @@ def w1() -> None:
 def main(argv: list[str]) -> None:
     what = argv[0] if argv else "all"
     if what in ("accuracy", "all"):
-        fma = accuracy(fma=True)
-        nofma = accuracy(fma=False)
-        print("| function | float32 (FMA) | float32 (no FMA) | float64 (FMA) | float64 (no FMA) | bound f32 / f64 |")
-        print("|---|---|---|---|---|---|")
-        for fn in T.UNARY + ["pow"]:
-            print(f"| {fn} | {fma[(fn, 'float32')]:.2f} | {nofma[(fn, 'float32')]:.2f} | "
-                  f"{fma[(fn, 'float64')]:.2f} | {nofma[(fn, 'float64')]:.2f} | "
-                  f"{vm.ULP_BOUNDS[(fn, 'float32')]} / {vm.ULP_BOUNDS[(fn, 'float64')]} |")
+        for latency_bound in (False, True):
+            fma = accuracy(fma=True, latency_bound=latency_bound)
+            nofma = accuracy(fma=False, latency_bound=latency_bound)
+            print("latency-bound code" if latency_bound else "default code")
+            print("| function | float32 (FMA) | float32 (no FMA) | float64 (FMA) | float64 (no FMA) | bound f32 / f64 |")
+            print("|---|---|---|---|---|---|")
+            for fn in T.UNARY + ["pow"]:
+                print(f"| {fn} | {fma[(fn, 'float32')]:.2f} | {nofma[(fn, 'float32')]:.2f} | "
+                      f"{fma[(fn, 'float64')]:.2f} | {nofma[(fn, 'float64')]:.2f} | "
+                      f"{vm.ULP_BOUNDS[(fn, 'float32')]} / {vm.ULP_BOUNDS[(fn, 'float64')]} |")
     if what in ("speed", "all"):
         speed()
 

@@ -775,12 +775,18 @@ class Codegen:
         calls = sum(ins.op in MATH_FUNCTIONS for ins in k.instrs)
         self.module.symgrad_shared_math = calls > INLINE_MATH_LIMIT  # type: ignore[attr-defined]
         width = self._vector_width(k)
+        # vecmath's latency-bound variant for a loop that interleaves few vectors (the loop
+        # metadata of _math_hints)
+        self.module.symgrad_latency_bound = (  # type: ignore[attr-defined]
+            not width and calls > 0 and self.interleave
+            and self._math_interleave(k, n) == MATH_INTERLEAVE_BIG)
         # the vector variants of shared math functions that the loop will call
         self.module.symgrad_math_widths = (width,) if width else None  # type: ignore[attr-defined]
         try:
             return self._loop_kernel_body(k, n, width, calls)
         finally:
             self.module.symgrad_shared_math = False  # type: ignore[attr-defined]
+            self.module.symgrad_latency_bound = False  # type: ignore[attr-defined]
             self.module.symgrad_math_widths = None  # type: ignore[attr-defined]
 
     def _loop_kernel_body(self, k: LoopKernel, n: int, width: int | None, calls: int
@@ -953,15 +959,21 @@ class Codegen:
         their compile time. A large float32 body takes 4: W1's (three functions and its
         gradient, 91 by kernel_info's cost) is 6 KB of code per iteration with 8 and spills
         35 stack values per vector; with 4, its two-thread median was 6-11% lower in three
-        in-process runs of 25-30 rounds on a busy machine, and equal on a quiet one."""
-        wide = any(ins.dtype == "float64" for ins in k.instrs)
-        count = MATH_INTERLEAVE["float64" if wide else "float32"]
-        if not wide and self.info.kernels[n].cost > MATH_INTERLEAVE_BIG_COST:
-            count = MATH_INTERLEAVE_BIG
+        in-process runs of 25-30 rounds on a busy machine, and equal on a quiet one. With
+        so few vectors in flight, such a loop waits on each element's chain: its math is
+        emitted latency-bound (``vecmath.emit_math``)."""
         m = self.module
         props = [m.add_metadata([ir.MetaDataString(m, "llvm.loop.interleave.count"),
-                                 ir.Constant(I32, count)])]
+                                 ir.Constant(I32, self._math_interleave(k, n))])]
         return _LoopID(m, props)
+
+    def _math_interleave(self, k: LoopKernel, n: int) -> int:
+        """The interleave count of kernel ``n``'s loop if it calls the vector math (see
+        :meth:`_math_hints`)."""
+        wide = any(ins.dtype == "float64" for ins in k.instrs)
+        if not wide and self.info.kernels[n].cost > MATH_INTERLEAVE_BIG_COST:
+            return MATH_INTERLEAVE_BIG
+        return MATH_INTERLEAVE["float64" if wide else "float32"]
 
     def _acc_slots(self, f: _Fn, r: Any) -> tuple[ir.Value, ir.Value | None]:
         val = f.alloca(REG[r.acc_dtype])

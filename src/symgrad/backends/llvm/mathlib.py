@@ -68,8 +68,11 @@ def fallback_emit_math(builder: ir.IRBuilder, name: str, args: Sequence[ir.Value
 
 def vector_emit_math(builder: ir.IRBuilder, name: str, args: Sequence[ir.Value]) -> ir.Value:
     """The polynomial library, through one always-inline function per (name, type) so that
-    the unoptimized IR stays small; the inliner expands it before the vectorizer runs."""
-    fn = vecmath.math_function(builder.module, name, args[0].type)
+    the unoptimized IR stays small; the inliner expands it before the vectorizer runs. The
+    code generator marks the module ``symgrad_latency_bound`` while it emits a kernel whose
+    loop is bound by latency (see ``vecmath.emit_math``)."""
+    latency = getattr(builder.module, "symgrad_latency_bound", False)
+    fn = vecmath.math_function(builder.module, name, args[0].type, latency)
     return builder.call(fn, list(args))
 
 

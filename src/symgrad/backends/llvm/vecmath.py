@@ -30,10 +30,11 @@ Algorithms (range reduction, then a minimax polynomial):
   float64 carries ``log|x|`` and ``y log|x|`` as double-double (Dekker products, no FMA
   needed), so the result keeps its accuracy when ``|y log|x||`` is large.
 
-Polynomials are evaluated by Horner's rule, except exp's and float32 log's, which sit back to
-back on the chain from x to softplus: those use Estrin's scheme (a chain of about log2 of the
-degree). ``math_function`` loads its float constants from internal globals instead of writing
-literals (see :meth:`_Emit.c`).
+Polynomials are evaluated by Horner's rule. For a loop bound by the latency of each
+element's chain (``latency_bound``: a body so large that the loop interleaves few vectors),
+exp's and float32 log's polynomials, which sit back to back on the chain from x to softplus,
+use Estrin's scheme instead (a chain of about log2 of the degree), and the float constants
+are loaded from internal globals instead of written as literals (see :meth:`_Emit.c`).
 
 The coefficients below were derived by ``tools/vecmath_coeffs.py`` (weighted Remez exchange
 in mpmath, then coefficient-by-coefficient rounding to the target format); the comment above
@@ -144,7 +145,7 @@ def preferred_width(dtype: str, features: str | None = None) -> int:
 
 
 def emit_math(builder: ir.IRBuilder, fn: str, args: Sequence[ir.Value],
-              loaded_constants: bool = False) -> ir.Value:
+              latency_bound: bool = False) -> ir.Value:
     """Emit ``fn(*args)`` inline at the builder's position and return the result.
 
     Parameters
@@ -157,11 +158,15 @@ def emit_math(builder: ir.IRBuilder, fn: str, args: Sequence[ir.Value],
     args
         ``ARITY[fn]`` values, all of one type: ``float``, ``double``, ``<N x float>`` or
         ``<N x double>`` (any N). The result has the same type.
-    loaded_constants
-        Load the coefficients and other float constants (all but 0, +-1/2, +-1, +-2, inf
-        and nan) from internal globals instead of writing them as literals; see
-        :meth:`_Emit.c`. Only for code that may read memory: not in a function marked
-        ``readnone``.
+    latency_bound
+        For a loop whose speed is bound by the latency of each element's chain rather than
+        by the number of instructions: a body so large that the loop interleaves few vectors
+        (the code generator passes it for such kernels). The exp and float32 log polynomials
+        then take Estrin's scheme (one more multiply each, a chain half as long or less),
+        and the coefficients and other float constants (all but 0, +-1/2, +-1, +-2, inf and
+        nan) are loaded from internal globals (see :meth:`_Emit.c`); such code reads memory,
+        so it must not sit in a function marked ``readnone``. The results stay within the
+        same bounds.
     """
     if fn not in ARITY:
         raise ValueError(f"vecmath: unknown function {fn!r}; supported: {', '.join(MATH_FUNCTIONS)}")
@@ -172,22 +177,21 @@ def emit_math(builder: ir.IRBuilder, fn: str, args: Sequence[ir.Value],
     for a in args[1:]:
         if a.type != ty:
             raise TypeError(f"vecmath: {fn} arguments must share one type, got {ty} and {a.type}")
-    m = _Emit(builder, ty, loaded_constants)
+    m = _Emit(builder, ty, latency_bound)
     if fn in _INTRINSICS:
         return m.intr(_INTRINSICS[fn], *args)
     method = getattr(m, "f_" + fn)
     return method(*args)
 
 
-def math_function(module: ir.Module, fn: str, ty: ir.Type) -> ir.Function:
+def math_function(module: ir.Module, fn: str, ty: ir.Type, latency_bound: bool = False) -> ir.Function:
     """An internal, always-inline function ``ty fn(ty, ...)`` wrapping :func:`emit_math`.
 
-    Defined once per (module, fn, type) and reused; call it from generated code to keep the
-    unoptimized IR small (the inliner expands it before the loop vectorizer runs). Its
-    constants are loaded (``emit_math(..., loaded_constants=True)``): in a loop, LLVM hoists
-    those loads instead of rebuilding each constant where it is used.
+    Defined once per (module, fn, type, latency_bound) and reused; call it from generated
+    code to keep the unoptimized IR small (the inliner expands it before the loop vectorizer
+    runs).
     """
-    name = f"symgrad.vecmath.{fn}.{_mangle(ty)}"
+    name = f"symgrad.vecmath.{fn}.{_mangle(ty)}{'.latency' if latency_bound else ''}"
     existing = module.globals.get(name)
     if existing is not None:
         return existing
@@ -198,7 +202,7 @@ def math_function(module: ir.Module, fn: str, ty: ir.Type) -> ir.Function:
     func.attributes.add("alwaysinline")
     func.attributes.add("nounwind")
     b = ir.IRBuilder(func.append_basic_block("entry"))
-    b.ret(emit_math(b, fn, list(func.args), loaded_constants=True))
+    b.ret(emit_math(b, fn, list(func.args), latency_bound=latency_bound))
     return func
 
 
@@ -313,7 +317,7 @@ class _K64:
     erfcx_center = 3.4375
 
 
-# float constants that stay literal with loaded_constants (see _Emit.c): x86 folds them into
+# float constants that stay literal in latency-bound code (see _Emit.c): x86 folds them into
 # other instructions, or LLVM simplifies with them
 _LITERAL = frozenset({0.0, 0.5, -0.5, 1.0, -1.0, 2.0, -2.0})
 _TANH_SPLIT = 0.625
@@ -354,10 +358,10 @@ def _mangle(ty: ir.Type) -> str:
 class _Emit:
     """Instruction helpers for one floating type (scalar or vector) and the functions."""
 
-    def __init__(self, builder: ir.IRBuilder, ty: ir.Type, loaded_constants: bool = False) -> None:
+    def __init__(self, builder: ir.IRBuilder, ty: ir.Type, latency_bound: bool = False) -> None:
         self.b = builder
         self.ty = ty
-        self.loaded = loaded_constants
+        self.latency_bound = latency_bound
         if isinstance(ty, ir.VectorType):
             self.width: int | None = ty.count
             elem = ty.element
@@ -377,22 +381,23 @@ class _Emit:
         return elem if self.width is None else ir.VectorType(elem, self.width)
 
     def other(self, elem: ir.Type) -> _Emit:
-        return _Emit(self.b, self._like(elem), self.loaded)
+        return _Emit(self.b, self._like(elem), self.latency_bound)
 
     # constants
     def c(self, v: float) -> ir.Value:
         """The constant v (splatted for a vector type).
 
-        With ``loaded_constants``, any v but the few that fold into other instructions is a
+        In latency-bound code, any v but the few that fold into other instructions is a
         load from an internal global instead of a literal (one global per value and type,
         ``externally_initialized`` so that LLVM cannot fold its value, the load marked
         ``!invariant.load``). A loop hoists such a load and keeps the value in a register,
         or spills it once and reads it as a memory operand where it is used. A literal
         splat is instead rebuilt at each use once registers run short, and in JIT code (the
         large code model) that is two instructions, an address and a broadcast. W1's loop
-        went from 140.5 to 134 instructions per 8 elements (docs/vecmath.md).
+        went from 140.5 to 134 instructions per 8 elements (docs/vecmath.md). Loops with
+        small bodies hoist literal constants into registers anyway.
         """
-        if not self.loaded or v in _LITERAL or v != v or v in (float("inf"), -float("inf")):
+        if not self.latency_bound or v in _LITERAL or v != v or v in (float("inf"), -float("inf")):
             if self.width is None:
                 return ir.Constant(self.ty, v)
             return ir.Constant(self.ty, [v] * self.width)
@@ -460,6 +465,11 @@ class _Emit:
         for c in reversed(coeffs[:-1]):
             acc = self.fma(acc, x, self.c(c))
         return acc
+
+    def chain_poly(self, x: ir.Value, x2: ir.Value, coeffs: Sequence[float]) -> ir.Value:
+        """The polynomial of :meth:`poly`, by :meth:`estrin` in latency-bound code (``x2`` =
+        x^2), else by Horner's rule (fewer instructions)."""
+        return self.estrin(x, x2, coeffs) if self.latency_bound else self.poly(x, coeffs)
 
     def estrin(self, x: ir.Value, x2: ir.Value, coeffs: Sequence[float]) -> ir.Value:
         """The same polynomial as :meth:`poly` by Estrin's scheme, with ``x2`` = x^2: pairs
@@ -562,7 +572,7 @@ class _Emit:
 
     def expm1_poly(self, r: ir.Value) -> ir.Value:
         r2 = self.mul(r, r)
-        return self.fma(r2, self.estrin(r, r2, self.K.exp_q), r)
+        return self.fma(r2, self.chain_poly(r, r2, self.K.exp_q), r)
 
     def exp_narrow(self, x: ir.Value) -> ir.Value:
         """exp for x known to lie in [-87, 88] (f32) or [-708, 709] (f64), where 2^k is
@@ -634,7 +644,7 @@ class _Emit:
         if not self.f64:
             # f + f^2 (f P(f) - 1/2): one multiply fewer than f - f^2/2 + f^3 P(f)
             f2 = self.mul(f, f)
-            q = self.fma(f, self.estrin(f, f2, p32), self.c(-0.5))
+            q = self.fma(f, self.chain_poly(f, f2, p32), self.c(-0.5))
             if corr is not None:
                 return self.add(f, self.fma(f2, q, corr))
             return self.fma(f2, q, f)
