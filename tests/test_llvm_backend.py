@@ -504,6 +504,17 @@ def test_large_math_bodies_take_the_latency_bound_vector_math() -> None:
     got_sp, got_s = small(xs)
     np.testing.assert_allclose(got_sp, sp, rtol=4e-7, atol=1e-30)
     np.testing.assert_allclose(got_s, s, rtol=4e-7, atol=1e-30)
+    # float64 kernels keep the default (their loops interleave 4 vectors whatever their size)
+    x64 = sg.placeholder("x64", (None,), "float64")
+    for outs in (sg.exp(x64), [sg.sum(sg.softplus(x64) * sg.tanh(x64) + sg.sigmoid(x64) ** 2)]):
+        text = sg.compile(outs, backend="llvm")._impl.llvm_ir
+        assert "vecmath.exp.f64" in text or "vecmath.softplus.f64" in text
+        assert ".latency" not in text and "externally_initialized" not in text
+    # one program with a large float32 body and a small one: the variant stays with its kernel
+    both = sg.compile([y, sg.grad(y, x), sg.exp(sg.placeholder("z", (None,), "float32"))], backend="llvm")
+    bodies = re.findall(r"define [^\n]*@\"?(\w+)\.body\"?\((.*?\n)}\n", both._impl.llvm_ir, re.S)
+    latency = {name: ".latency" in body for name, body in bodies}
+    assert len(latency) == 2 and sorted(latency.values()) == [False, True], latency
 
 
 # -- errors --------------------------------------------------------------------------------------

@@ -174,7 +174,8 @@ def main(argv: list[str]) -> None:
             fma = accuracy(fma=True, latency_bound=latency_bound)
             nofma = accuracy(fma=False, latency_bound=latency_bound)
             print("latency-bound code" if latency_bound else "default code")
-            print("| function | float32 (FMA) | float32 (no FMA) | float64 (FMA) | float64 (no FMA) | bound f32 / f64 |")
+            print("| function | float32 (FMA) | float32 (no FMA) | float64 (FMA) | float64 (no FMA) "
+                  "| bound f32 / f64 |")
             print("|---|---|---|---|---|---|")
             for fn in T.UNARY + ["pow"]:
                 print(f"| {fn} | {fma[(fn, 'float32')]:.2f} | {nofma[(fn, 'float32')]:.2f} | "

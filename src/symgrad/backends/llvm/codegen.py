@@ -343,6 +343,11 @@ def _float_or_int(f: Callable[..., ir.Value], i: Callable[..., ir.Value]) -> OpE
     return emit
 
 
+def _is_wide(k: LoopKernel) -> bool:
+    """Whether the kernel computes anything in float64."""
+    return any(ins.dtype == "float64" for ins in k.instrs)
+
+
 def _emit_math(b: ir.IRBuilder, name: str, a: list[ir.Value]) -> ir.Value:
     # the code generator marks the module while it emits a kernel with many math calls
     shared = getattr(b.module, "symgrad_shared_math", False)
@@ -773,16 +778,17 @@ class Codegen:
             wrap = self._shared_wrapper(k.name, _slots(self.layout, bufs), [I64, I64, PTR], same)
             return wrap, self._finish(k) if k.strategy == "full" else None
         calls = sum(ins.op in MATH_FUNCTIONS for ins in k.instrs)
-        self.module.symgrad_shared_math = calls > INLINE_MATH_LIMIT  # type: ignore[attr-defined]
-        width = self._vector_width(k)
-        # vecmath's latency-bound variant for a loop that interleaves few vectors (the loop
-        # metadata of _math_hints)
-        self.module.symgrad_latency_bound = (  # type: ignore[attr-defined]
-            not width and calls > 0 and self.interleave
-            and self._math_interleave(k, n) == MATH_INTERLEAVE_BIG)
-        # the vector variants of shared math functions that the loop will call
-        self.module.symgrad_math_widths = (width,) if width else None  # type: ignore[attr-defined]
         try:
+            self.module.symgrad_shared_math = calls > INLINE_MATH_LIMIT  # type: ignore[attr-defined]
+            width = self._vector_width(k)
+            # vecmath's latency-bound variant for a large float32 body whose loop interleaves
+            # few vectors (see _math_hints); the shared math functions are readnone and keep
+            # the default variant
+            self.module.symgrad_latency_bound = (  # type: ignore[attr-defined]
+                not width and 0 < calls <= INLINE_MATH_LIMIT and self.interleave
+                and self._large_float32_body(k, n))
+            # the vector variants of shared math functions that the loop will call
+            self.module.symgrad_math_widths = (width,) if width else None  # type: ignore[attr-defined]
             return self._loop_kernel_body(k, n, width, calls)
         finally:
             self.module.symgrad_shared_math = False  # type: ignore[attr-defined]
@@ -970,10 +976,14 @@ class Codegen:
     def _math_interleave(self, k: LoopKernel, n: int) -> int:
         """The interleave count of kernel ``n``'s loop if it calls the vector math (see
         :meth:`_math_hints`)."""
-        wide = any(ins.dtype == "float64" for ins in k.instrs)
-        if not wide and self.info.kernels[n].cost > MATH_INTERLEAVE_BIG_COST:
+        if self._large_float32_body(k, n):
             return MATH_INTERLEAVE_BIG
-        return MATH_INTERLEAVE["float64" if wide else "float32"]
+        return MATH_INTERLEAVE["float64" if _is_wide(k) else "float32"]
+
+    def _large_float32_body(self, k: LoopKernel, n: int) -> bool:
+        """Whether kernel ``n`` computes in float32 only and costs more than
+        :data:`MATH_INTERLEAVE_BIG_COST` (W1's, for one)."""
+        return not _is_wide(k) and self.info.kernels[n].cost > MATH_INTERLEAVE_BIG_COST
 
     def _acc_slots(self, f: _Fn, r: Any) -> tuple[ir.Value, ir.Value | None]:
         val = f.alloca(REG[r.acc_dtype])

@@ -67,10 +67,10 @@ def fallback_emit_math(builder: ir.IRBuilder, name: str, args: Sequence[ir.Value
 
 
 def vector_emit_math(builder: ir.IRBuilder, name: str, args: Sequence[ir.Value]) -> ir.Value:
-    """The polynomial library, through one always-inline function per (name, type) so that
-    the unoptimized IR stays small; the inliner expands it before the vectorizer runs. The
-    code generator marks the module ``symgrad_latency_bound`` while it emits a kernel whose
-    loop is bound by latency (see ``vecmath.emit_math``)."""
+    """The polynomial library, through one always-inline function per (name, type, variant)
+    so that the unoptimized IR stays small; the inliner expands it before the vectorizer
+    runs. The code generator marks the module ``symgrad_latency_bound`` while it emits a
+    kernel whose loop is bound by latency (see ``vecmath.emit_math``)."""
     latency = getattr(builder.module, "symgrad_latency_bound", False)
     fn = vecmath.math_function(builder.module, name, args[0].type, latency)
     return builder.call(fn, list(args))
@@ -83,6 +83,8 @@ def _type_name(t: ir.Type) -> str:
 
 
 def _define(module: ir.Module, name: str, fn: str, ty: ir.Type) -> ir.Function:
+    # always vecmath's default variant: the function is readnone, and latency-bound code
+    # loads its constants
     func = ir.Function(module, ir.FunctionType(ty, [ty] * vecmath.ARITY[fn]), name)
     func.attributes.add("noinline")
     func.attributes.add("nounwind")

@@ -51,6 +51,7 @@ attributes.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 
 from llvmlite import ir
@@ -162,11 +163,11 @@ def emit_math(builder: ir.IRBuilder, fn: str, args: Sequence[ir.Value],
         For a loop whose speed is bound by the latency of each element's chain rather than
         by the number of instructions: a body so large that the loop interleaves few vectors
         (the code generator passes it for such kernels). The exp and float32 log polynomials
-        then take Estrin's scheme (one more multiply each, a chain half as long or less),
-        and the coefficients and other float constants (all but 0, +-1/2, +-1, +-2, inf and
-        nan) are loaded from internal globals (see :meth:`_Emit.c`); such code reads memory,
-        so it must not sit in a function marked ``readnone``. The results stay within the
-        same bounds.
+        then take Estrin's scheme (one or two more multiplies each, a chain half as long or
+        less), and the coefficients and other float constants (all but 0, +-1/2, +-1, +-2,
+        inf and nan) are loaded from internal globals (see :meth:`_Emit.c`); such code reads
+        memory, so it must not sit in a function marked ``readnone``. The results stay within
+        the same bounds.
     """
     if fn not in ARITY:
         raise ValueError(f"vecmath: unknown function {fn!r}; supported: {', '.join(MATH_FUNCTIONS)}")
@@ -403,6 +404,8 @@ class _Emit:
             return ir.Constant(self.ty, [v] * self.width)
         elem = self.ty if self.width is None else self.ty.element
         module = self.b.module
+        if not self.f64:  # the float32 value it holds names it
+            v = struct.unpack("<f", struct.pack("<f", v))[0]
         name = f"symgrad.vecmath.k.{_mangle(elem)}.{float(v).hex()}"
         g = module.globals.get(name)
         if g is None:
