@@ -35,7 +35,10 @@ from symgrad.backends.llvm.jit import LINK_NAMES, LINK_TABLE
 from symgrad.backends.llvm.mathlib import (
     INLINE_MATH_LIMIT,
     MATH_FUNCTIONS,
+    MathMode,
     emit_math,
+    kernel_math,
+    math_mode,
     shared_emit_math,
 )
 from symgrad.backends.lower import (
@@ -349,9 +352,8 @@ def _is_wide(k: LoopKernel) -> bool:
 
 
 def _emit_math(b: ir.IRBuilder, name: str, a: list[ir.Value]) -> ir.Value:
-    # the code generator marks the module while it emits a kernel with many math calls
-    shared = getattr(b.module, "symgrad_shared_math", False)
-    return (shared_emit_math if shared else emit_math)(b, name, a)
+    # a kernel with many math calls calls shared copies (its MathMode, set in _loop_kernel)
+    return (shared_emit_math if math_mode(b.module).shared else emit_math)(b, name, a)
 
 
 def _math(name: str) -> OpEmitter:
@@ -778,22 +780,18 @@ class Codegen:
             wrap = self._shared_wrapper(k.name, _slots(self.layout, bufs), [I64, I64, PTR], same)
             return wrap, self._finish(k) if k.strategy == "full" else None
         calls = sum(ins.op in MATH_FUNCTIONS for ins in k.instrs)
-        try:
-            self.module.symgrad_shared_math = calls > INLINE_MATH_LIMIT  # type: ignore[attr-defined]
-            width = self._vector_width(k)
+        width = self._vector_width(k)
+        mode = MathMode(
+            shared=calls > INLINE_MATH_LIMIT,
             # vecmath's latency-bound variant for a large float32 body whose loop interleaves
             # few vectors (see _math_hints); the shared math functions are readnone and keep
             # the default variant
-            self.module.symgrad_latency_bound = (  # type: ignore[attr-defined]
-                not width and 0 < calls <= INLINE_MATH_LIMIT and self.interleave
-                and self._large_float32_body(k, n))
+            latency_bound=(not width and 0 < calls <= INLINE_MATH_LIMIT and self.interleave
+                           and self._large_float32_body(k, n)),
             # the vector variants of shared math functions that the loop will call
-            self.module.symgrad_math_widths = (width,) if width else None  # type: ignore[attr-defined]
+            widths=(width,) if width else None)
+        with kernel_math(self.module, mode):
             return self._loop_kernel_body(k, n, width, calls)
-        finally:
-            self.module.symgrad_shared_math = False  # type: ignore[attr-defined]
-            self.module.symgrad_latency_bound = False  # type: ignore[attr-defined]
-            self.module.symgrad_math_widths = None  # type: ignore[attr-defined]
 
     def _loop_kernel_body(self, k: LoopKernel, n: int, width: int | None, calls: int
                           ) -> tuple[ir.Function, ir.Function | None]:

@@ -9,7 +9,10 @@ their loops do not vectorize.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 from llvmlite import ir
 
@@ -21,6 +24,45 @@ MATH_FUNCTIONS = ("exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus",
 _INTRINSIC = {"exp": "llvm.exp", "log": "llvm.log", "sin": "llvm.sin", "cos": "llvm.cos",
               "tanh": "llvm.tanh", "pow": "llvm.pow"}
 _LIBM = {"log1p": "log1p", "expm1": "expm1", "erf": "erf"}
+
+
+@dataclass(frozen=True)
+class MathMode:
+    """How the kernel being emitted into a module calls the math (set by the code generator
+    with :func:`kernel_math`).
+
+    shared
+        Call one out-of-line copy per function (:func:`shared_emit_math`), for kernels with
+        more than :data:`INLINE_MATH_LIMIT` calls.
+    latency_bound
+        Inline vecmath's latency-bound variant (see ``vecmath.emit_math``).
+    widths
+        The vector widths the loop may use, for the shared copies' vector variants; None:
+        around the native width.
+    """
+
+    shared: bool = False
+    latency_bound: bool = False
+    widths: tuple[int, ...] | None = None
+
+
+_DEFAULT_MODE = MathMode()
+_MODES: weakref.WeakKeyDictionary[ir.Module, MathMode] = weakref.WeakKeyDictionary()
+
+
+def math_mode(module: ir.Module) -> MathMode:
+    """The mode of the kernel being emitted into ``module`` (the default outside one)."""
+    return _MODES.get(module, _DEFAULT_MODE)
+
+
+@contextmanager
+def kernel_math(module: ir.Module, mode: MathMode) -> Iterator[None]:
+    """Math emitted into ``module`` inside the block follows ``mode``."""
+    _MODES[module] = mode
+    try:
+        yield
+    finally:
+        del _MODES[module]
 
 
 def _libm(builder: ir.IRBuilder, base: str, x: ir.Value) -> ir.Value:
@@ -69,9 +111,8 @@ def fallback_emit_math(builder: ir.IRBuilder, name: str, args: Sequence[ir.Value
 def vector_emit_math(builder: ir.IRBuilder, name: str, args: Sequence[ir.Value]) -> ir.Value:
     """The polynomial library, through one always-inline function per (name, type, variant)
     so that the unoptimized IR stays small; the inliner expands it before the vectorizer
-    runs. The code generator marks the module ``symgrad_latency_bound`` while it emits a
-    kernel whose loop is bound by latency (see ``vecmath.emit_math``)."""
-    latency = getattr(builder.module, "symgrad_latency_bound", False)
+    runs; the latency-bound variant in a kernel whose mode asks for it (:class:`MathMode`)."""
+    latency = math_mode(builder.module).latency_bound
     fn = vecmath.math_function(builder.module, name, args[0].type, latency)
     return builder.call(fn, list(args))
 
@@ -106,9 +147,9 @@ def shared_emit_math(builder: ir.IRBuilder, name: str, args: Sequence[ir.Value])
     if scalar is None:
         scalar = _define(module, scalar_name, name, ty)
         scalar.linkage = "internal"
-    # the widths the loop may use: set on the module by the code generator when it fixes
-    # the loop's width, else around the native one
-    widths = getattr(module, "symgrad_math_widths", None)
+    # the widths the loop may use: set by the code generator when it fixes the loop's
+    # width, else around the native one
+    widths = math_mode(module).widths
     if not widths:
         native = vecmath.preferred_width("float32" if ty == ir.FloatType() else "float64")
         widths = (native // 2, native, native * 2)
