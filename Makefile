@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck bench clean
+.PHONY: setup demo test lint typecheck bench clean check-wheel
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,16 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[bench]' "llvmlite==$$($(PY) -c 'import llvmlite; print(llvmlite.__version__)')"
 	$(PY) benchmarks/run_all.py
+
+# Build a wheel, install it (with the cuda extra, for NVRTC) into a fresh virtual
+# environment and run tools/wheel_smoke.py from outside the source tree.
+WHEEL_DIR ?= build/wheel-check
+check-wheel: $(STAMP)
+	rm -rf $(WHEEL_DIR)
+	$(PY) -m pip wheel --quiet --no-deps -w $(WHEEL_DIR)/dist .
+	$(PYTHON) -m venv $(WHEEL_DIR)/venv
+	$(WHEEL_DIR)/venv/bin/python -m pip install --quiet "$$(ls $(WHEEL_DIR)/dist/symgrad-*.whl)[cuda]"
+	cd $(WHEEL_DIR) && PATH="$(CURDIR)/$(WHEEL_DIR)/venv/bin:$$PATH" venv/bin/python $(CURDIR)/tools/wheel_smoke.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info
