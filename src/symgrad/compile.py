@@ -21,7 +21,7 @@ from symgrad.ir import shape as S
 from symgrad.ir.dtypes import DTYPES
 from symgrad.ir.graph import order_cache, placeholders, to_text, toposort
 from symgrad.ir.shape import Dim, Size, shape_str
-from symgrad.ir.tensor import Tensor
+from symgrad.ir.tensor import Tensor, size_owners
 from symgrad.ops.api import as_tensor
 from symgrad.passes import DEFAULT_PIPELINE
 from symgrad.passes.manager import PassManager, Report, parse_pipeline
@@ -75,8 +75,9 @@ class Function:
         # backends that run on a GPU take device arrays (CuPy, PyTorch...) as they are
         self._device_ok = bool(getattr(impl, "accepts_device_arrays", False))
         self._fast = None if check_nan or self._device_ok else _fast_binder(inputs, checks)
-        # outputs computed by an op that makes a new array (no view, input or constant,
-        # no duplicate) need no aliasing check at call time
+        # a backend whose outputs are fresh arrays needs no aliasing check at call time;
+        # on any other, an output may be a view of an input, of another output or of a
+        # temporary that another output is a view of, whatever its op
         firsts: dict[int, int] = {}
         self._plan = []
         fresh_backend = bool(getattr(impl, "outputs_are_fresh", False))
@@ -87,10 +88,8 @@ class Function:
                 self._plan.append(_FRESH)
             elif o.op.name in ("placeholder", "constant"):
                 self._plan.append(_COPY)
-            elif o.op.name in _MAYBE_VIEWS:
-                self._plan.append(_CHECK)
             else:
-                self._plan.append(_FRESH)
+                self._plan.append(_CHECK)
         self._fresh = all(p == _FRESH for p in self._plan)
         self._simple = all(p != _CHECK for p in self._plan)
         # a native backend's fast call: checks, allocation and the run in one native
@@ -198,11 +197,14 @@ class Function:
                 for o, p in zip(outs, self._plan))
         elif len(outs) == 1:
             result = (_own(outs[0], arrays),)
-        else:  # outputs must not share memory with the inputs nor with each other
-            seen = list(arrays)
-            for o in outs:
-                seen.append(_own(o, seen))
-            result = tuple(seen[len(arrays):])
+        else:  # outputs share memory neither with the inputs nor with each other
+            owned = list(outs)
+            for k, p in enumerate(self._plan):
+                if p == _COPY:
+                    owned[k] = np.array(owned[k])
+                elif p == _CHECK:
+                    owned[k] = _own(owned[k], [*arrays, *owned[:k], *owned[k + 1:]])
+            result = tuple(o if type(o) is np.ndarray else np.asarray(o) for o in owned)
         return result[0] if self._single else result
 
 
@@ -265,20 +267,19 @@ def _fast_binder(inputs: list[Tensor], checks: list[tuple[str, Size, Size, str, 
 
 
 _FRESH, _COPY, _CHECK = 0, 1, 2
-_MAYBE_VIEWS = frozenset({"placeholder", "constant", "reshape", "transpose", "broadcast_to",
-                          "slice", "cast"})
 
 
-def _own(value: Any, inputs: list[np.ndarray]) -> np.ndarray:
-    """The output as a fresh, writable array that shares no memory with an input."""
+def _own(value: Any, others: list[np.ndarray]) -> np.ndarray:
+    """The output as a writable array that shares no memory with any of ``others`` (the
+    inputs, and the other outputs)."""
     if type(value) is np.ndarray and value.base is None and value.flags.writeable and not any(
-        value is a for a in inputs
+        value is a for a in others
     ):
         return value
     arr = np.asarray(value)
     if not arr.flags.writeable or (
-        (arr.base is not None or any(arr is a for a in inputs))
-        and any(np.may_share_memory(arr, a) for a in inputs)
+        (arr.base is not None or any(arr is a for a in others))
+        and any(np.may_share_memory(arr, a) for a in others)
     ):
         arr = np.array(arr, copy=True)
     return arr
@@ -332,8 +333,30 @@ def _size_sources(inputs: list[Tensor], nodes: list[Tensor]) -> dict[str, tuple[
                 needed |= s.symbols
     unknown = needed - set(sources)
     if unknown:
-        raise ValueError(f"sizes {sorted(unknown)} cannot be read from any input's shape")
+        raise ValueError(f"sizes {sorted(unknown)} cannot be read from any input's shape; "
+                         "list a placeholder that has them in inputs=")
     return sources
+
+
+def _size_only_inputs(found: list[Tensor], outputs: list[Tensor]) -> list[Tensor]:
+    """Placeholders that the outputs use only for their sizes (``zeros_like(x)``,
+    ``arange(x.shape[0])``), for each symbolic size no other input carries: the oldest
+    live placeholder with that size, ordered by creation."""
+    have: set[str] = set()
+    for t in found:
+        for s in t.shape:
+            if isinstance(s, Dim):
+                have |= s.symbols
+    extra: dict[int, Tensor] = {}
+    for n in toposort(outputs):
+        for s in n.shape:
+            if isinstance(s, Dim):
+                for sym in sorted(s.symbols - have):
+                    owners = size_owners(sym)
+                    if owners:
+                        extra.setdefault(id(owners[0]), owners[0])
+                        have |= {x for d in owners[0].shape if isinstance(d, Dim) for x in d.symbols}
+    return sorted(extra.values(), key=lambda t: t.serial)
 
 
 def compile(  # noqa: A001 - the public name promised by the API
@@ -353,7 +376,8 @@ def compile(  # noqa: A001 - the public name promised by the API
     ----------
     outputs : a tensor (the call returns one array) or a list/tuple of tensors (a tuple).
     inputs : placeholders (or their names) in positional order; by default every
-        placeholder the outputs depend on, in the order they were created.
+        placeholder the outputs depend on or take a symbolic size from, in the order
+        they were created.
     backend : ``"numpy"``, ``"llvm"``, ``"cuda"`` or a registered backend.
     pipeline : pass pipeline text; ``f.pipeline`` prints back exactly what ran.
     check_nan : reject inputs holding NaN or Inf.
@@ -363,7 +387,7 @@ def compile(  # noqa: A001 - the public name promised by the API
     outs = [as_tensor(o) for o in ([outputs] if single else list(outputs))]  # type: ignore[list-item]
     found = placeholders(outs)
     if inputs is None:
-        ins = found
+        ins = sorted(found + _size_only_inputs(found, outs), key=lambda t: t.serial)
     else:
         by_name = {t.label: t for t in found}
         ins = []

@@ -368,7 +368,27 @@ def placeholder(
         else:
             raise ValueError(f"placeholder {name!r}: bad size {s!r} in shape {shape!r}")
     attrs = (("dtype", as_dtype(dtype)), ("name", name), ("shape", tuple(dims)))
-    return Tensor.make(OPS["placeholder"], (), attrs)
+    node = Tensor.make(OPS["placeholder"], (), attrs)
+    for d in dims:
+        if isinstance(d, Dim):
+            for sym in d.symbols:
+                owners = _size_owners.setdefault(sym, [])
+                owners[:] = [r for r in owners if r() is not None]
+                if all(r() is not node for r in owners):
+                    owners.append(weakref.ref(node))
+    return node
+
+
+# the live placeholders that carry each symbolic size, so that a graph which uses a
+# placeholder only for its sizes (``zeros_like(x)``, ``arange(x.shape[0])``) can take it
+# as an input
+_size_owners: dict[str, list[weakref.ref[Tensor]]] = {}
+
+
+def size_owners(symbol: str) -> list[Tensor]:
+    """The live placeholders with the symbolic size ``symbol`` in their shape, oldest first."""
+    found = [r() for r in _size_owners.get(symbol, ())]
+    return sorted((t for t in found if t is not None), key=lambda t: t.serial)
 
 
 def constant(value: Any, dtype: Any = None) -> Tensor:

@@ -641,7 +641,8 @@ def dot(a: TensorLike, b: TensorLike) -> Tensor:
     # a[..., k] . b[..., k, n] -> a.shape[:-1] + b.shape[:-2] + b.shape[-1:]
     bt = moveaxis(tb, -2, 0)
     rest = bt.shape[1:]
-    out = matmul(reshape(ta, (-1, ta.shape[-1])), reshape(bt, (bt.shape[0], -1)))
+    out = matmul(reshape(ta, (S.prod(ta.shape[:-1]), ta.shape[-1])),
+                 reshape(bt, (bt.shape[0], S.prod(rest))))
     return reshape(out, (*ta.shape[:-1], *rest))
 
 
@@ -656,9 +657,12 @@ def inner(a: TensorLike, b: TensorLike) -> Tensor:
     if ta.ndim == 0 or tb.ndim == 0:
         return mul(ta, tb)
     if ta.ndim == 1 and tb.ndim == 1:
-        return sum(mul(ta, tb), -1)
+        prods = mul(ta, tb)
+        total = sum(prods, -1)  # NumPy's inner keeps the operands' dtype, as matmul does
+        return total if total.dtype == prods.dtype else cast(total, prods.dtype)
     k = tb.shape[-1]
-    out = matmul(reshape(ta, (-1, ta.shape[-1])), transpose(reshape(tb, (-1, k))))
+    out = matmul(reshape(ta, (S.prod(ta.shape[:-1]), ta.shape[-1])),
+                 transpose(reshape(tb, (S.prod(tb.shape[:-1]), k))))
     return reshape(out, (*ta.shape[:-1], *tb.shape[:-1]))
 
 

@@ -351,10 +351,21 @@ def _slice_infer(inputs: tuple[Tensor, ...], attrs: dict[str, Any]) -> Info:
     return Info(tuple(shape), x.dtype, attrs.get("checks", ()))
 
 
+def _np_slice_of(start: int, stop: int, step: int) -> slice:
+    """A normalized (start, stop, step), as ``slice.indices`` gives it, as a Python slice.
+
+    With a negative step, -1 stands for "before element 0", which Python would read as the
+    last element: a stop of -1 becomes None, and a start of -1 means the slice is empty.
+    """
+    if step > 0:
+        return slice(start, stop, step)
+    if start < 0:
+        return slice(0, 0, 1)
+    return slice(start, None if stop < 0 else stop, step)
+
+
 def _np_slices(index: tuple[tuple[int, int, int], ...]) -> tuple[slice, ...]:
-    return tuple(
-        slice(start, None if (step < 0 and stop < 0) else stop, step) for start, stop, step in index
-    )
+    return tuple(_np_slice_of(*triple) for triple in index)
 
 
 def _np_slice(x: np.ndarray, *, index: Any, checks: Any = ()) -> np.ndarray:
