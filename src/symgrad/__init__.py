@@ -41,6 +41,7 @@ from symgrad.ops.api import (
     clip,
     concatenate,
     cos,
+    dim_value,
     div,
     divide,
     dot,

@@ -20,7 +20,7 @@ import sympy as sp
 
 from symgrad.ir.graph import toposort, users
 from symgrad.ir.shape import Dim, Size
-from symgrad.ir.tensor import Tensor
+from symgrad.ir.tensor import Tensor, size_owners
 from symgrad.passes.manager import known_passes, run_pipeline
 
 _READABLE = ["canonicalize", "stabilize", "autodiff", "stabilize", "canonicalize", "fold",
@@ -60,6 +60,23 @@ def _size_text(s: Size, names: dict[str, str]) -> str:
     return "(" + str(s) + ")"
 
 
+def _size_names(order: list[Tensor]) -> dict[str, str]:
+    """Readable names of the unnamed symbolic sizes (``None`` in a placeholder's shape):
+    ``x.shape[0]`` for the size symbol ``x.0``."""
+    names: dict[str, str] = {}
+    symbols = {sym for n in order for s in n.shape if isinstance(s, Dim) for sym in s.symbols}
+    symbols |= {sym for n in order if n.op.name == "dim" and isinstance(n.attr("size"), Dim)
+                for sym in n.attr("size").symbols}
+    placeholders = [n for n in order if n.op.name == "placeholder"]
+    for sym in sorted(symbols):
+        # the placeholder may be in the graph, or used only for its sizes
+        for n in placeholders + size_owners(sym):
+            for axis, s in enumerate(n.shape):
+                if isinstance(s, Dim) and s.is_symbol() and sym == s.terms[0][0][0] == f"{n.name}.{axis}":
+                    names.setdefault(sym, f"{n.name}.shape[{axis}]")
+    return names
+
+
 def _is_unit_reshape(node: Tensor) -> bool:
     """A reshape that only adds or drops size-1 axes (or renames equal symbolic sizes)."""
     if node.op.name != "reshape":
@@ -77,17 +94,9 @@ class _Printer:
         self.hide = hide
         self.uses = {k: len(v) for k, v in users(self.order).items()}
         self.outputs = {id(o) for o in outputs}
-        self.names: dict[int, str] = {}
-        self.sizes: dict[str, str] = {}
-        for n in self.order:
-            if n.op.name == "placeholder":
-                self.names[id(n)] = n.name or "x"
-                for axis, s in enumerate(n.shape):
-                    if isinstance(s, Dim) and s.is_symbol():
-                        sym = s.terms[0][0][0]
-                        assert isinstance(sym, str)
-                        if sym == f"{n.name}.{axis}":
-                            self.sizes.setdefault(sym, f"{n.name}.shape[{axis}]")
+        self.names: dict[int, str] = {
+            id(n): n.name or "x" for n in self.order if n.op.name == "placeholder"}
+        self.sizes = _size_names(self.order)
         self.lets: list[tuple[str, str]] = []
         self.text: dict[int, tuple[str, int]] = {}
         self.counter: dict[str, int] = {}
@@ -233,6 +242,7 @@ def to_sympy(
     """
     outs, single = _prepare(outputs, pipeline)
     order = toposort(outs)
+    size_names = _size_names(order)
     sizes = _tree_sizes(order)
     use_let = bindings if bindings is not None else max(sizes[id(o)] for o in outs) > max_inline
     uses = {k: len(v) for k, v in users(order).items()}
@@ -255,7 +265,7 @@ def to_sympy(
                 e = sp.Symbol(f"c{counter[0]}")
                 counter[0] += 1
         elif op.name == "dim":
-            e = sp.Symbol(str(n.attr("size")), positive=True, integer=True)
+            e = sp.Symbol(_size_text(n.attr("size"), size_names), positive=True, integer=True)
         elif op.name in ("broadcast_to", "cast") or _is_unit_reshape(n):
             e = args[0]
         elif op.scalar is not None and op.kind == "elementwise":

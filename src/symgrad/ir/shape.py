@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Union
+from typing import Any, Union
+
+import numpy as np
 
 Atom = Union[str, "FloorDiv"]
 Monomial = tuple[Atom, ...]
@@ -92,27 +94,65 @@ class Dim:
 
     __repr__ = __str__
 
-    def __add__(self, other: Size) -> Size:
-        return add(self, other)
+    # With another size (an int or a Dim) the arithmetic is on sizes; with anything else
+    # (a float, an array, a tensor) the size is a scalar value read at call time, and the
+    # result a tensor, as for ``x.shape[0] * 2.0`` or ``1 / x.shape[0]``.
+    def __add__(self, other: Any) -> Any:
+        o = _size_of(other)
+        return _api().add(self, other) if o is None else add(self, o)
 
-    __radd__ = __add__
+    def __radd__(self, other: Any) -> Any:
+        o = _size_of(other)
+        return _api().add(other, self) if o is None else add(o, self)
 
-    def __mul__(self, other: Size) -> Size:
-        return mul(self, other)
+    def __mul__(self, other: Any) -> Any:
+        o = _size_of(other)
+        return _api().mul(self, other) if o is None else mul(self, o)
 
-    __rmul__ = __mul__
+    def __rmul__(self, other: Any) -> Any:
+        o = _size_of(other)
+        return _api().mul(other, self) if o is None else mul(o, self)
 
-    def __sub__(self, other: Size) -> Size:
-        return sub(self, other)
+    def __sub__(self, other: Any) -> Any:
+        o = _size_of(other)
+        return _api().sub(self, other) if o is None else sub(self, o)
 
-    def __rsub__(self, other: Size) -> Size:
-        return sub(other, self)
+    def __rsub__(self, other: Any) -> Any:
+        o = _size_of(other)
+        return _api().sub(other, self) if o is None else sub(o, self)
 
     def __neg__(self) -> Size:
         return neg(self)
 
     def __floordiv__(self, other: int) -> Size:
-        return floordiv(self, other)
+        if not isinstance(other, (int, np.integer)) or isinstance(other, (bool, np.bool_)) or other <= 0:
+            raise TypeError(f"a symbolic size can be floor-divided by a positive int only, got "
+                            f"{self} // {other!r}")
+        return floordiv(self, int(other))
+
+    def __truediv__(self, other: Any) -> Any:
+        return _api().div(self, other)
+
+    def __rtruediv__(self, other: Any) -> Any:
+        return _api().div(other, self)
+
+    def __pow__(self, other: Any) -> Any:
+        return _api().pow(self, other)
+
+
+def _size_of(v: Any) -> Size | None:
+    """``v`` as a size when it is one (an int or a Dim), else None."""
+    if isinstance(v, Dim):
+        return v
+    if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
+        return int(v)
+    return None
+
+
+def _api() -> Any:
+    from symgrad.ops import api  # tensors of sizes are built by the ops, as Tensor's operators are
+
+    return api
 
 
 Size = int | Dim

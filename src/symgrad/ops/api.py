@@ -38,6 +38,8 @@ def as_tensor(x: TensorLike, dtype: str | None = None) -> Tensor:
     """``x`` as a tensor: tensors pass through, arrays and scalars become constants."""
     if isinstance(x, Tensor):
         return x if dtype is None or x.dtype == dtype else cast(x, dtype)
+    if isinstance(x, Dim):  # a symbolic size, read at call time; an int64 as a Python int
+        return dim_value(x, dtype or "int64")
     if dtype is not None:
         return constant(np.asarray(x, dtype=dtype))
     if isinstance(x, bool):
@@ -63,7 +65,12 @@ _promoted: dict[tuple[Any, ...], str] = {}
 
 
 def _operands(*xs: TensorLike) -> list[Tensor]:
-    """Promote operands to one dtype: tensors by NumPy's rules, Python scalars weakly."""
+    """Promote operands to one dtype: tensors by NumPy's rules, Python scalars weakly.
+    A symbolic size promotes as a Python int."""
+    if any(isinstance(x, Dim) for x in xs):
+        stand_ins = [0 if isinstance(x, Dim) else x for x in xs]
+        common = _operands_slow(*stand_ins)[0].dtype
+        return [as_tensor(x, common) for x in xs]
     if len(xs) == 2:
         a, b = xs
         if isinstance(a, Tensor) and isinstance(b, Tensor) and a.dtype == b.dtype:
@@ -309,8 +316,12 @@ def reciprocal(x: TensorLike) -> Tensor:
 # -- sizes and fills -----------------------------------------------------------------------------
 def dim_value(size: Size, dtype: str = "float64") -> Tensor:
     """A scalar tensor holding ``size`` (symbolic sizes are read at call time)."""
-    if isinstance(size, int):
+    dtype = as_dtype(dtype)
+    if isinstance(size, (int, np.integer)) and not isinstance(size, (bool, np.bool_)):
         return constant(np.asarray(size, dtype=dtype))
+    if not isinstance(size, Dim):
+        raise op_error(DTypeError, "dim", f"expected a size (an int or a symbolic size such as "
+                       f"x.shape[0]), got {size!r}")
     return _op("dim")(size=size, dtype=dtype)
 
 
@@ -517,6 +528,14 @@ def moveaxis(x: TensorLike, source: int, destination: int) -> Tensor:
 def broadcast_to(x: TensorLike, shape: Any) -> Tensor:
     """Broadcast to ``shape`` (NumPy rules)."""
     t = as_tensor(x)
+    if isinstance(shape, (int, np.integer, Dim)):
+        shape = (shape,)
+    for s in shape:
+        if isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer, Dim)) or (
+                isinstance(s, (int, np.integer)) and s < 0):
+            raise op_error(ShapeError, "broadcast_to", f"bad size {s!r} in {tuple(shape)!r} "
+                           "(sizes are ints or symbolic sizes such as x.shape[0])",
+                           shape_str(t.shape))
     target = tuple(int(s) if isinstance(s, (int, np.integer)) else s for s in shape)
     if target == t.shape:
         return t
