@@ -109,6 +109,18 @@ def test_mismatched_lengths_are_refused() -> None:
         trainer.step(x[:5], y[:4])  # the compiled step refuses too: x and y share 'batch'
 
 
+def test_empty_data_is_refused_before_any_step() -> None:
+    x, y = blobs(20)
+    trainer = train.Trainer(small_model())
+    with pytest.raises(ValueError, match=r"cannot fit on empty data: x has shape \(0, 2\)"):
+        trainer.fit(x[:0], y[:0], progress=False)
+    with pytest.raises(ValueError, match="the validation data is empty"):
+        trainer.fit(x, y, progress=False, validation=(x[:0], y[:0]))
+    assert trainer.history.steps == 0
+    with pytest.raises(ValueError, match="leading example axis"):
+        trainer.fit(np.float32(1.0), np.int64(0), progress=False)
+
+
 def diverging() -> tuple[train.Trainer, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 4)).astype(np.float32) * 3

@@ -410,9 +410,12 @@ class Trainer:
         """
         x = np.asarray(x)
         y = np.asarray(y)
-        n = check_lengths(x, y)
         if x.ndim == 0:
             raise ValueError("x must have a leading example axis")
+        n = check_lengths(x, y)
+        if n == 0:
+            raise ValueError(f"cannot fit on empty data: x has shape {x.shape} and y {y.shape}, "
+                             "no examples to train on")
         self._placeholders(x, y)
         if y.dtype.kind in "iu" and self.loss_fn in (nn.cross_entropy,):
             classes = self._classes()
@@ -420,7 +423,9 @@ class Trainer:
                 check_labels(y, classes)
         if validation is not None:
             vx, vy = np.asarray(validation[0]), np.asarray(validation[1])
-            check_lengths(vx, vy)
+            if check_lengths(vx, vy) == 0:
+                raise ValueError(f"the validation data is empty: x has shape {vx.shape} and "
+                                 f"y {vy.shape}")
         if self.step is None:
             self.step = self._build(x, y)
         step = self.step
