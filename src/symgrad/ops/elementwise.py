@@ -101,6 +101,13 @@ def _cast_pullback(node: Tensor, g: Tensor) -> list[Tensor | None]:
     return [F.cast(g, x.dtype)]
 
 
+def _cast_pushforward(node: Tensor, t: list[Tensor | None]) -> Tensor | None:
+    (x,) = node.inputs
+    if t[0] is None or x.dtype not in FLOATS or node.dtype not in FLOATS:
+        return None  # an integer or bool value has no tangent
+    return F.cast(t[0], node.dtype)
+
+
 register(
     Op(
         "cast",
@@ -108,7 +115,7 @@ register(
         _cast_infer,
         lambda x, *, dtype: np.asarray(x).astype(dtype),
         pullback=_cast_pullback,
-        pushforward=lambda node, t: F.cast(t[0], node.dtype) if t[0] is not None else None,
+        pushforward=_cast_pushforward,
         scalar=lambda x: x,
         doc="Convert to ``dtype``. d/dx = 1 between float dtypes; zero from or to ints/bool.",
         numpy_expr="{0}.astype({dtype})",
@@ -161,24 +168,32 @@ def elementwise(
     ``pullback(g, *inputs, y)`` returns one cotangent per input (broadcast shape).
     Without an explicit pushforward, forward mode reuses the pullback: an elementwise
     op's Jacobian is diagonal and its pullback is linear in ``g``, so the tangent of the
-    output is the sum over inputs of the pullback applied to that input's tangent.
+    output is the sum over inputs of the pullback applied to that input's tangent, each
+    broadcast to the output's shape (a pullback may return ``g`` itself, in the shape of
+    the operand's tangent).
     """
 
-    def pb(node: Tensor, g: Tensor) -> list[Tensor | None]:
-        assert pullback is not None
-        return pullback(g, *node.inputs, node)
+    pb: Callable[[Tensor, Tensor], list[Tensor | None]] | None = None
+    pf: Callable[[Tensor, list[Tensor | None]], Tensor | None] | None = None
+    if pullback is not None:
+        rule = pullback
 
-    def pf(node: Tensor, tangents: list[Tensor | None]) -> Tensor | None:
-        assert pullback is not None
-        total: Tensor | None = None
-        for i, t in enumerate(tangents):
-            if t is None:
-                continue
-            cot = pullback(t, *node.inputs, node)[i]
-            if cot is None:
-                continue
-            total = cot if total is None else F.add(total, cot)
-        return total
+        def pb(node: Tensor, g: Tensor) -> list[Tensor | None]:
+            return rule(g, *node.inputs, node)
+
+        def pf(node: Tensor, tangents: list[Tensor | None]) -> Tensor | None:
+            # A pullback may hand back its cotangent unbroadcast (add's is ``[g, g]``):
+            # a tangent of a broadcast operand must be broadcast to the output's shape.
+            total: Tensor | None = None
+            for i, t in enumerate(tangents):
+                if t is None:
+                    continue
+                dt = rule(t, *node.inputs, node)[i]
+                if dt is None:
+                    continue
+                dt = F.broadcast_to(dt, node.shape)
+                total = dt if total is None else F.add(total, dt)
+            return total
 
     return register(
         Op(
@@ -186,8 +201,8 @@ def elementwise(
             "elementwise",
             _ew_infer(name, accepts, out),
             reference,
-            pullback=pb if pullback else None,
-            pushforward=pushforward or (pf if pullback else None),
+            pullback=pb,
+            pushforward=pushforward or pf,
             scalar=scalar,
             nondiff=nondiff,
             doc=doc,

@@ -76,21 +76,29 @@ def _extremum_pullback(node: Tensor, g: Tensor) -> list[Tensor | None]:
 
 
 def _prod_pullback(node: Tensor, g: Tensor) -> list[Tensor | None]:
+    """d prod(x) / dx_i = prod_{k != i} x_k, as A_i * B_i: A_i the product of the other
+    non-zero elements, B_i that of the other zeros (Z, the zeros of x).
+
+    Each factor is written so that its own derivative is right at zeros too, which
+    makes second derivatives exact there: A_i = prod(where(Z, 1, x)) / where(Z, 1, x)_i
+    does not depend on the zeros; B_i is prod(where(Z, x, 1)) off Z, and on Z (with m
+    zeros) 1 for m = 1, the other zero x_j for m = 2 (sum of x over Z, less x_i), and 0
+    for m >= 3, whose value and gradient are then 0 (so third derivatives at points with
+    three or more zeros are not exact).
+    """
     (x,) = node.inputs
     if x.dtype not in FLOATS:
         return [None]
     axes = node.attr("axes")
     is_zero = F.equal(x, 0)
     zeros = F.sum(F.cast(is_zero, x.dtype), axes, keepdims=True)
-    nonzero_prod = F.prod(F.where(is_zero, 1, x), axes, keepdims=True)
-    ge = _expand(g, x, axes)
-    # no zero: y / x; exactly one zero: the product of the others at the zero, 0 elsewhere
-    others = F.where(
-        F.equal(zeros, 0),
-        F.div(nonzero_prod, F.where(is_zero, 1, x)),
-        F.where(F.logical_and(F.equal(zeros, 1), is_zero), nonzero_prod, 0),
-    )
-    return [F.mul(ge, others)]
+    nonzero = F.where(is_zero, 1, x)
+    others_nonzero = F.div(F.prod(nonzero, axes, keepdims=True), nonzero)
+    zero_prod = F.prod(F.where(is_zero, x, 1), axes, keepdims=True)
+    zero_sum = F.sum(F.where(is_zero, x, 0), axes, keepdims=True)
+    on_zero = F.where(F.equal(zeros, 1), 1, F.where(F.equal(zeros, 2), F.sub(zero_sum, x), 0))
+    others_zero = F.where(is_zero, on_zero, zero_prod)
+    return [F.mul(_expand(g, x, axes), F.mul(others_nonzero, others_zero))]
 
 
 def _sum_pushforward(node: Tensor, t: list[Tensor | None]) -> Tensor | None:
@@ -105,7 +113,8 @@ def _reduction_pushforward(node: Tensor, t: list[Tensor | None]) -> Tensor | Non
     if t[0] is None or node.op.pullback is None:
         return None
     (partials,) = node.op.pullback(node, F.ones_like(node))
-    assert partials is not None
+    if partials is None:  # not differentiable in its operand (an integer one)
+        return None
     return F.sum(F.mul(t[0], partials), node.attr("axes"), node.attr("keepdims"))
 
 
@@ -154,7 +163,8 @@ register(Op("min", "reduction", _reduction_infer("min", "same"), _np_reduce(np.m
 register(Op("prod", "reduction", _reduction_infer("prod", "sum"), _np_reduce(np.prod),
             pullback=_prod_pullback, pushforward=_reduction_pushforward,
             doc="Product over ``axes``. d/dx_i = prod of the others, exact at zeros "
-            "(one zero: only it gets a nonzero gradient; two or more: all zero).",
+            "(one zero: only it gets a nonzero gradient; two or more: all zero); second "
+            "derivatives are exact at zeros too.",
             numpy_expr="np.prod({0}, axis={axes}, keepdims={keepdims})"))
 register(Op("argmax", "reduction", _reduction_infer("argmax", "index"), _np_arg(np.argmax),
             nondiff="integer result", doc="Index of the first maximum along one axis."))

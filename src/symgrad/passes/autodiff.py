@@ -17,7 +17,7 @@ from symgrad.errors import GradientError
 from symgrad.ir import shape as S
 from symgrad.ir.dtypes import FLOATS
 from symgrad.ir.graph import toposort, toposort_by_creation
-from symgrad.ir.shape import Size
+from symgrad.ir.shape import Size, shape_str
 from symgrad.ir.tensor import Tensor, located, placeholder
 from symgrad.ops.base import OPS
 from symgrad.passes.batching import vectorize
@@ -71,23 +71,49 @@ def backward(y: Tensor, seed: Tensor, roots: set[int] | None = None) -> dict[int
     return cts
 
 
+def _fit_tangent(t: Tensor, node: Tensor) -> Tensor:
+    """Bring a tangent to the shape and dtype of the value it belongs to.
+
+    A tangent lives in the output's space, so the only shape change allowed is a
+    broadcast (a rule may return the tangent of a broadcast operand as it is); summing,
+    as a cotangent is fitted, would be wrong.
+    """
+    if t.shape != node.shape:
+        if t.ndim > node.ndim or any(
+            isinstance(a, int) and isinstance(b, int) and a not in (1, b)
+            for a, b in zip(t.shape[::-1], node.shape[::-1])
+        ):
+            raise GradientError(
+                f"{node.op.name}: its pushforward gave a tangent of shape {shape_str(t.shape)} "
+                f"for a value of shape {shape_str(node.shape)} (built at {node.loc})"
+            )
+        t = F.broadcast_to(t, node.shape)
+    if t.dtype != node.dtype:
+        t = F.cast(t, node.dtype)
+    return t
+
+
 def forward(x: Tensor, v: Tensor, y: Tensor) -> Tensor:
-    """The tangent of ``y`` when ``x`` moves along ``v`` (forward mode)."""
+    """The tangent of ``y`` when ``x`` moves along ``v`` (forward mode).
+
+    Integer and bool values have no tangent (their derivative is zero), whatever the
+    op that made them.
+    """
     tangents: dict[int, Tensor] = {id(x): v}
     for node in toposort([y]):
-        if id(node) in tangents or not node.inputs:
+        if id(node) in tangents or not node.inputs or node.dtype not in FLOATS:
             continue
         ts = [tangents.get(id(i)) for i in node.inputs]
         if all(t is None for t in ts):
             continue
         if node.op.pushforward is None:
-            if node.op.nondiff is not None or node.dtype not in FLOATS:
+            if node.op.nondiff is not None:
                 continue
             raise GradientError(f"{node.op.name} has no pushforward rule (built at {node.loc})")
         with located(node.loc):
             t = node.op.pushforward(node, ts)
             if t is not None:
-                tangents[id(node)] = _fit(t, node)
+                tangents[id(node)] = _fit_tangent(t, node)
     out = tangents.get(id(y))
     return out if out is not None else F.zeros_like(y, y.dtype if y.dtype in FLOATS else x.dtype)
 

@@ -251,14 +251,14 @@ def _band_linear(node: Tensor, args: list[Tensor | Bands], batched: list[bool]) 
         return _merge(_to_shape(x, shape) + ys, shape, node.dtype)
     if name == "neg":
         (x,) = args
-        assert isinstance(x, Bands)
+        assert isinstance(x, Bands), f"batching {name}: the operand is not banded"
         return Bands(shape, node.dtype, tuple(Band(F.neg(b.coef), b.a, b.offset) for b in x.bands))
     if name in ("mul", "div"):
         k = [i for i, f in enumerate(batched) if f]
         if len(k) != 1 or (name == "div" and k != [0]):
             return None
         x = args[k[0]]
-        assert isinstance(x, Bands)
+        assert isinstance(x, Bands), f"batching {name}: the batched operand is not banded"
         out = []
         for b in _to_shape(x, shape):
             out.append(Band(Tensor.make(node.op, _replaced(args, k[0], b.coef), node.attrs),
@@ -266,7 +266,7 @@ def _band_linear(node: Tensor, args: list[Tensor | Bands], batched: list[bool]) 
         return Bands(shape, node.dtype, tuple(out))
     if name == "cast":
         (x,) = args
-        assert isinstance(x, Bands)
+        assert isinstance(x, Bands), f"batching {name}: the operand is not banded"
         if len(x.bands) != 1 or node.dtype not in FLOATS:  # a cast of a sum is not the sum of the casts
             return None
         (b,) = x.bands
@@ -275,7 +275,7 @@ def _band_linear(node: Tensor, args: list[Tensor | Bands], batched: list[bool]) 
         c, x, y = args
         if batched[0] or not all(isinstance(v, Bands) or _is_zero(v) for v in (x, y)):
             return None
-        assert isinstance(c, Tensor)
+        assert isinstance(c, Tensor), "batching where: the condition is batched"
         zero = F.zeros(shape, node.dtype)
         out = []
         for v, first in ((x, True), (y, False)):
@@ -293,7 +293,7 @@ def _replaced(args: list[Tensor | Bands], k: int, coef: Tensor) -> tuple[Tensor,
     out = []
     for i, a in enumerate(args):
         v = coef if i == k else a
-        assert isinstance(v, Tensor)
+        assert isinstance(v, Tensor), "batching: an unbatched operand is banded"
         out.append(v)
     return tuple(out)
 
@@ -404,7 +404,7 @@ def _band_matmul(node: Tensor, args: list[Tensor | Bands], batched: list[bool]) 
         return None
     k = 0 if batched[0] else 1
     x = args[k]
-    assert isinstance(x, Bands)
+    assert isinstance(x, Bands), f"batching {node.op.name}: the batched operand is not banded"
     xs = node.inputs[k].shape
     contracted = len(xs) - 1 if k == 0 else len(xs) - 2
     out = []
@@ -487,10 +487,10 @@ class _Placement:
 
 def _place(p: Tensor, emb: tuple[tuple[int, int], ...], b: Band, shape: tuple[int, ...]) -> _Placement:
     P = S.prod(shape)
-    assert isinstance(P, int)
+    assert isinstance(P, int), "batching: a banded value has a symbolic size"
     st = _strides(shape)
     pshape = _static(p.shape)
-    assert pshape is not None
+    assert pshape is not None, f"batching: a band piece has symbolic shape {p.shape}"
     j0 = b.offset + sum(ad * s for ad, (s, _) in zip(b.a, emb))
     pos0 = j0 * P + sum(s * sd for (s, _), sd in zip(emb, st))
     jk = tuple(0 if n == 1 else ad * t for ad, (_, t), n in zip(b.a, emb, pshape))
@@ -509,7 +509,7 @@ def _strided_scatter(p: Tensor, pl: _Placement, B: int, size: int) -> Tensor | N
     if ds == 0 or any(pl.jk[d] != dj * kst[d] or pl.sig[d] != ds * kst[d] for d in real):
         return None
     count = S.prod(pl.shape)
-    assert isinstance(count, int)
+    assert isinstance(count, int), "batching: a band piece has a symbolic size"
     j0 = pl.j0
     # keep the flat positions f whose batch row j0 + dj * f lies in [0, B)
     if dj == 0:
@@ -542,7 +542,7 @@ def _indexed_scatter(p: Tensor, pl: _Placement, B: int, size: int) -> Tensor:
     positions are no single progression (a transposed band, a band over a sub-block)."""
     r = len(pl.shape)
     count = S.prod(pl.shape)
-    assert isinstance(count, int)
+    assert isinstance(count, int), "batching: a band piece has a symbolic size"
     pos: Tensor = F.full((1,) * r, pl.pos0, "int64")
     row: Tensor = F.full((1,) * r, pl.j0, "int64")
     for d, n in enumerate(pl.shape):
@@ -567,7 +567,7 @@ def densify(v: Bands, B: int) -> Tensor:
     the flattened result by strided scatters of its pieces (see :func:`_pieces`), or of
     its whole coefficient, or else by an index scatter."""
     P = S.prod(v.shape)
-    assert isinstance(P, int)
+    assert isinstance(P, int), "batching: a banded value has a symbolic size"
     size = B * P
     terms: list[Tensor] = []
     for b in v.bands:
@@ -605,12 +605,12 @@ def vectorize(outputs: Sequence[Tensor], replace: Mapping[int, Tensor], B: Size)
             return v
         hit = made_dense.get(id(node))
         if hit is None:
-            assert isinstance(B, int)
+            assert isinstance(B, int), f"batching {node.op.name}: bands over a symbolic batch size"
             hit = made_dense[id(node)] = densify(v, B)
         return hit
 
     def node_value(v: Tensor | Bands) -> Tensor:
-        assert isinstance(v, Tensor)
+        assert isinstance(v, Tensor), "batching: an unbatched value is banded"
         return v
 
     for node in toposort_by_creation(outputs):
@@ -645,6 +645,6 @@ def vectorize(outputs: Sequence[Tensor], replace: Mapping[int, Tensor], B: Size)
         if b:
             result.append(dense(o))
         else:
-            assert isinstance(v, Tensor)
+            assert isinstance(v, Tensor), f"batching {o.op.name}: an unbatched output is banded"
             result.append(F.broadcast_to(v, (B, *v.shape)))
     return result

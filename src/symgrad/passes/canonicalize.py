@@ -1,6 +1,9 @@
 """Algebraic canonicalization: identities that make a graph smaller and more regular.
 
-Every rule keeps the node's shape and dtype. Rules that could change a NaN or an
+Every rule keeps the node's shape and dtype, symbolic sizes included: where two
+operands have different symbolic sizes (checked equal when the function is called), a
+broadcasting op takes the first one's, so a rule that swaps operands broadcasts its
+result back to the node's shape (a no-op at run time). Rules that could change a NaN or an
 infinity into a number are taken only where that cannot happen:
 
 - ``x * 0 -> 0`` and ``x - x -> 0`` need ``x`` known finite (integers, bools, finite
@@ -127,8 +130,8 @@ def add_neg(node: Tensor, i: Inputs, ctx: Ctx) -> Tensor | None:
     a, b = i
     if _free(b, "neg", ctx):
         return ctx.settle(F.sub(a, b.inputs[0]))
-    if _free(a, "neg", ctx):
-        return ctx.settle(F.sub(b, a.inputs[0]))
+    if _free(a, "neg", ctx):  # operands swap: keep the node's (symbolic) sizes
+        return fit(ctx.settle(F.sub(b, a.inputs[0])), node)
     return None
 
 
@@ -172,8 +175,8 @@ def neg_neg(node: Tensor, i: Inputs, ctx: Ctx) -> Tensor | None:
     (a,) = i
     if _free(a, "neg", ctx):
         return a.inputs[0]
-    if _free(a, "sub", ctx):
-        return ctx.settle(F.sub(a.inputs[1], a.inputs[0]))
+    if _free(a, "sub", ctx):  # operands swap: keep the node's (symbolic) sizes
+        return fit(ctx.settle(F.sub(a.inputs[1], a.inputs[0])), node)
     return None
 
 
@@ -504,8 +507,8 @@ def where_same(node: Tensor, i: Inputs, ctx: Ctx) -> Tensor | None:
         return fit(a, node)
     if v is False:
         return fit(b, node)
-    if _free(c, "logical_not", ctx):
-        return ctx.settle(Tensor.make(node.op, (c.inputs[0], b, a), node.attrs))
+    if _free(c, "logical_not", ctx):  # branches swap: keep the node's (symbolic) sizes
+        return fit(ctx.settle(Tensor.make(node.op, (c.inputs[0], b, a), node.attrs)), node)
     return None
 
 

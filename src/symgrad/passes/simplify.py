@@ -410,5 +410,5 @@ def _leaf_map(cl: Cluster, node: Tensor, inputs: tuple[Tensor, ...]) -> list[Ten
         if old.op.name in CLUSTER_OPS and id(old) not in seen_interior and new.op is old.op:
             seen_interior.add(id(old))
             stack.extend(zip(old.inputs, new.inputs))
-    assert all(t is not None for t in out)
+    assert all(t is not None for t in out), f"simplify: a leaf of the {node.op.name} cluster was not found"
     return out  # type: ignore[return-value]
