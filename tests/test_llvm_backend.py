@@ -531,6 +531,114 @@ def test_unsupported_ops_are_listed_with_their_lines() -> None:
     assert text.count("mystery") == 2 and "test_llvm_backend.py" in text
 
 
+def same_error(outputs: Any, inputs: list[Any], values: dict[str, Any], match: str) -> str:
+    """Both backends raise InputError with one message (NumPy's, the op and the user's line);
+    a second call with the same sizes raises it again. The message is returned."""
+    messages = []
+    for backend in ("numpy", "llvm"):
+        f = sg.compile(outputs, inputs=inputs, backend=backend)
+        for _ in range(2):
+            with pytest.raises(InputError, match=match) as info:
+                f(**values)
+            messages.append(str(info.value))
+    assert len(set(messages)) == 1, messages
+    assert f"built at {__file__}:" in messages[0], messages[0]
+    return messages[0]
+
+
+def test_reductions_without_identity_over_no_elements_raise_as_on_numpy() -> None:
+    x = sg.placeholder("x", (None, None), "float32")
+    empty = {"x": np.zeros((0, 3), np.float32)}
+    for op, reduce in (("max", sg.max), ("min", sg.min)):
+        word = "maximum" if op == "max" else "minimum"
+        text = f"zero-size array to reduction operation {word} which has no identity"
+        assert f"(op {op} built at" in same_error(reduce(x, axis=0), [x], empty, text)
+        same_error(reduce(x), [x], empty, text)
+        same_error(reduce(x * 2.0, axis=0, keepdims=True) + 1.0, [x], empty, text)  # fused
+        same_error(reduce(x, axis=1), [x], {"x": np.zeros((3, 0), np.float32)}, text)
+        same_error(reduce(x, axis=0), [x], {"x": np.zeros((0, 0), np.float32)}, text)
+        same_error(sg.grad(sg.sum(reduce(x, axis=0)), x), [x], empty, text)
+        same_error(reduce(sg.cast(x, "int32"), axis=0), [x], empty, text)
+    for op, arg in (("argmax", sg.argmax), ("argmin", sg.argmin)):
+        text = f"attempt to get {op} of an empty sequence"
+        assert f"(op {op} built at" in same_error(arg(x, axis=0), [x], empty, text)
+        same_error(arg(x, axis=1), [x], {"x": np.zeros((3, 0), np.float32)}, text)
+    # a large empty reduction (a split kernel) and one next to a sum
+    same_error(sg.max(x, axis=1), [x], {"x": np.zeros((300_000, 0), np.float32)}, "no identity")
+    same_error([sg.sum(x, axis=0), sg.min(x, axis=0)], [x], empty, "minimum which has no identity")
+
+
+def test_empty_reductions_that_numpy_allows_still_run() -> None:
+    """Over a non-empty axis of an empty array, and the max shift inside softmax and
+    logsumexp, which keeps its identity: both backends give the same values; after an
+    error the same function still runs for other sizes."""
+    x = sg.placeholder("x", (None, None), "float32")
+    outs = [sg.max(x, axis=1), sg.argmin(x, axis=1), sg.softmax(x, axis=0), sg.logsumexp(x, axis=0),
+            sg.max(x, axis=())]
+    for shape in ((0, 3), (2, 3)):
+        same(outs, {"x": np.arange(np.prod(shape), dtype=np.float32).reshape(shape)})
+    f = sg.compile(sg.max(x, axis=0), backend="llvm")
+    np.testing.assert_array_equal(f(x=np.ones((2, 3), np.float32)), np.ones(3, np.float32))
+    with pytest.raises(InputError, match="no identity"):
+        f(x=np.zeros((0, 3), np.float32))
+    np.testing.assert_array_equal(f(x=np.full((2, 3), 2.0, np.float32)), np.full(3, 2.0, np.float32))
+
+
+def test_index_out_of_range_raises_as_on_numpy() -> None:
+    """take, indexing with an index tensor, gathers along other axes and one_hot name the
+    first index out of range and the size, as the NumPy backend does, whether the index is an
+    input or computed."""
+    y = sg.placeholder("y", (None,), "float32")
+    m = sg.placeholder("m", (None, 4), "float32")
+    i = sg.placeholder("i", (None,), "int64")
+    yv = np.arange(3, dtype=np.float32)
+    text = "take: index 5 is out of range for axis 0 of size 3"
+    for out in (sg.take(y, i), y[i], sg.exp(sg.take(y, i)) * 2.0, sg.grad(sg.sum(sg.take(y, i) ** 2), y)):
+        same_error(out, [y, i], {"y": yv, "i": np.array([0, 5, 7])}, text)
+    same_error(sg.take(y, i), [y, i], {"y": yv, "i": np.r_[np.zeros(100_000, np.int64), 5]}, text)
+    same_error(sg.take(y, i + 1), [y, i], {"y": yv, "i": np.array([0, 2])},
+               "take: index 3 is out of range for axis 0 of size 3")
+    same_error(sg.take(m, i, axis=1), [m, i], {"m": np.ones((2, 4), np.float32), "i": np.array([1, -5])},
+               "take: index -5 is out of range for axis 1 of size 4")
+    same_error(sg.one_hot(i, 3), [i], {"i": np.array([0, -1])}, r"one_hot: label -1 is out of range \[0, 3\)")
+    same_error(sg.nn.cross_entropy(m, i), [m, i], {"m": np.ones((2, 4), np.float32), "i": np.array([1, 4])},
+               r"one_hot: label 4 is out of range \[0, 4\)")
+    # negative indices in range are NumPy's (from the end)
+    same([sg.take(y, i)], {"y": yv, "i": np.array([-1, -3, 2])})
+
+
+def test_outputs_never_share_memory() -> None:
+    """Outputs the lowering computes into one buffer (a reduction over no axes or over axes of
+    size 1, and its operand) come back as separate arrays: writing into one leaves the others."""
+    a = sg.placeholder("a", (None, 3), "float32")
+    q = sg.placeholder("q", (None, 1), "float32")
+    p = sg.placeholder("p", (1, 1, 1, 1), "float32")
+    bc = sg.broadcast_to(0.0, (1, 1, 1, 1))
+    cases = [([sg.min(a, axis=()), a], [a]),
+             ([sg.min(bc, keepdims=True), bc], []),
+             ([sg.min(bc), bc], []),
+             ([sg.max(p, keepdims=True), p, sg.min(p)], [p]),
+             ([sg.max(q, axis=1, keepdims=True), q], [q]),
+             ([sg.max(q * 2.0, axis=1, keepdims=True), q * 2.0], [q]),
+             ([sg.sum(q * 2.0, axis=1), q * 2.0, sg.reshape(q * 2.0, (-1,))], [q])]
+    rng = np.random.default_rng(5)
+    for outs, inputs in cases:
+        f = sg.compile(outs, inputs=inputs, backend="llvm")
+        values = {t.name: rng.standard_normal([s if isinstance(s, int) else 3 for s in t.shape]).astype(np.float32)
+                  for t in inputs}
+        want = sg.compile(outs, inputs=inputs, backend="numpy")(**values)
+        got = f(**values)
+        for j, g in enumerate(got):
+            assert not any(np.shares_memory(g, v) for v in values.values())
+            assert not any(np.shares_memory(g, h) for k, h in enumerate(got) if k != j), (j, outs)
+        for j, g in enumerate(got):
+            g[...] = 1234.0
+            for k, (h, w) in enumerate(zip(got, want)):
+                if k != j:
+                    np.testing.assert_array_equal(h, w)
+            g[...] = want[j]
+
+
 # -- the cache -----------------------------------------------------------------------------------
 def _graph() -> Any:
     x = sg.placeholder("x", (None,), "float64")
@@ -590,6 +698,47 @@ def test_cache_key_covers_host_and_sources() -> None:
     assert key == jit.cache_key("program text") and key != jit.cache_key("program text 2")
     assert jit.host_description() in jit.host_description()  # stable within a process
 
+
+def test_target_cpu_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SYMGRAD_LLVM_CPU picks the CPU code is generated for: it keys the cache, sets the
+    vector width, gives the same values; an unknown name, and a CPU whose extensions the
+    host lacks (its code would stop the process), raise ValueError naming the setting."""
+    import llvmlite.binding as llvm
+
+    from symgrad.backends.llvm import vecmath
+
+    x = sg.placeholder("x", (None,), "float32")
+    y = [sg.tanh(x) * 2.0 + sg.exp(-x), sg.sum(sg.softplus(x))]
+    xv = np.linspace(-5, 5, 1001, dtype=np.float32)
+    monkeypatch.delenv("SYMGRAD_LLVM_CPU", raising=False)
+    host_key = jit.cache_key("program")
+    want = sg.compile(y, backend="llvm")(x=xv)
+    assert jit.target_cpu().setting == "host" and jit.target_cpu().name == llvm.get_host_cpu_name()
+    monkeypatch.setenv("SYMGRAD_LLVM_CPU", "x86-64-v2")
+    cpu = jit.target_cpu()
+    assert (cpu.name, cpu.isa) == ("x86-64-v2", "+sse4.1,+popcnt")
+    assert vecmath.preferred_width("float32") == 4 and jit.cache_key("program") != host_key
+    f = sg.compile(y, backend="llvm")
+    assert f._impl.cache == "built"
+    for g, w in zip(f(x=xv), want):
+        np.testing.assert_allclose(g, w, rtol=2e-6, atol=1e-6)
+    assert jit.target_cpu("x86-64-v3").isa == "+avx2,+avx,+fma,+sse4.1,+popcnt"
+    assert jit.target_cpu("znver4").isa.startswith("+avx512f,")
+    monkeypatch.setenv("SYMGRAD_LLVM_CPU", "host")
+    assert jit.cache_key("program") == host_key
+    for bad in ("pentium-9000", "x86-64 -v3"):
+        monkeypatch.setenv("SYMGRAD_LLVM_CPU", bad)
+        with pytest.raises(ValueError, match=rf"SYMGRAD_LLVM_CPU='{bad}': .*x86-64-v2, x86-64-v3"):
+            sg.compile(sg.exp(x) * 3.0, backend="llvm")
+    missing = [] if "+avx512f" in llvm.get_host_cpu_features().flatten().split(",") else ["avx512f"]
+    assert jit.target_cpu("x86-64-v4").missing_on_host() == missing
+    monkeypatch.setenv("SYMGRAD_LLVM_CPU", "x86-64-v4")
+    if missing:
+        with pytest.raises(ValueError, match="avx512f, which this host's CPU .* lacks"):
+            sg.compile(sg.exp(x) * 4.0, backend="llvm")
+    else:
+        np.testing.assert_allclose(sg.compile(sg.exp(x) * 4.0, backend="llvm")(x=xv), np.exp(xv) * 4.0,
+                                   rtol=2e-6)
 
 
 def test_blas_provider_is_chosen_once_and_keys_the_cache(tmp_path: Path) -> None:

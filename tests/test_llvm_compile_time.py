@@ -152,8 +152,10 @@ def test_large_bodies_fold_the_remainder_into_the_vector_loop(monkeypatch: pytes
     ref = sg.compile(outs, backend="numpy")
     for n in (0, 1, 7, 8, 9, 15, 16, 17, 100):
         xv = np.linspace(-1.5, 1.5, n, dtype=np.float32)
-        for g, w in zip(f(x=xv), ref(x=xv)):
-            np.testing.assert_allclose(g, w, rtol=2e-5, atol=1e-6)
+        (total, grad), (want_total, want_grad) = f(x=xv), ref(x=xv)
+        # the sum cancels (x is symmetric): its error scales with its n terms, each below 1.2
+        np.testing.assert_allclose(total, want_total, rtol=2e-5, atol=2e-5 * max(n, 1))
+        np.testing.assert_allclose(grad, want_grad, rtol=2e-5, atol=1e-6)
 
 
 def test_large_body_that_does_not_vectorize_compiles_quietly(capfd: pytest.CaptureFixture[str]) -> None:

@@ -167,7 +167,7 @@ def test_errors_raised_inside_the_program_are_reported() -> None:
     f = sg.compile(sg.one_hot(labels, 3), backend="llvm")
     np.testing.assert_array_equal(f(np.array([0, 2])), np.eye(3)[[0, 2]])
     assert _takes_fast_path(f, np.array([1, 0]))
-    with pytest.raises(InputError, match="one_hot: a label is out of range"):
+    with pytest.raises(InputError, match=r"one_hot: label 5 is out of range \[0, 3\) \(op one_hot built at "):
         f(np.array([0, 5]))
     np.testing.assert_array_equal(f(np.array([2, 1])), np.eye(3)[[2, 1]])
 

@@ -22,6 +22,7 @@ import llvmlite.ir as ir
 import numpy as np
 import pytest
 
+from symgrad.backends.llvm import jit
 from symgrad.backends.llvm import vecmath as vm
 
 UNARY = [fn for fn in ("exp", "expm1", "log", "log1p", "tanh", "sigmoid", "softplus", "erf", "sin", "cos")]
@@ -70,19 +71,21 @@ def _kernel(mod: Any, name: str, fn: str, dtype: str, width: int | None, latency
 _ALIVE: list[Any] = []  # engines must outlive the ctypes function pointers
 
 
-def _target_machine(fma: bool = True) -> Any:
+def _target_machine(fma: bool = True, cpu: str | None = None) -> Any:
+    """A target machine for the backend's target CPU (``SYMGRAD_LLVM_CPU``, default the host),
+    or for the CPU setting ``cpu`` (code that is only read, not run)."""
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
-    features = llvm.get_host_cpu_features().flatten()
+    target_cpu = jit.runnable_target_cpu() if cpu is None else jit.target_cpu(cpu)
+    features = [f for f in target_cpu.features.split(",") if f]
     if not fma:  # AVX-512 implies FMA, so it goes too
-        features = features.replace("+fma", "-fma").replace("+avx512f", "-avx512f")
+        features = [f for f in features if f not in ("+fma", "+avx512f")] + ["-fma", "-avx512f"]
     target = llvm.Target.from_triple(llvm.get_process_triple())
-    return target.create_target_machine(cpu=llvm.get_host_cpu_name(), features=features, opt=3, jit=True)
+    return target.create_target_machine(cpu=target_cpu.name, features=",".join(features), opt=3, jit=True)
 
 
-def _compile(mod: Any, vectorize: bool, fma: bool = True) -> tuple[Any, str]:
+def _optimize(mod: Any, vectorize: bool, tm: Any) -> Any:
     """O3 through the new pass manager; loop/SLP vectorization only where the test needs it."""
-    tm = _target_machine(fma)
     m = llvm.parse_assembly(str(mod))
     m.verify()
     pto = llvm.create_pipeline_tuning_options(speed_level=3)
@@ -91,6 +94,12 @@ def _compile(mod: Any, vectorize: bool, fma: bool = True) -> tuple[Any, str]:
     pto.loop_unrolling = vectorize
     pb = llvm.create_pass_builder(tm, pto)
     pb.getModulePassManager().run(m, pb)
+    return m
+
+
+def _compile(mod: Any, vectorize: bool, fma: bool = True) -> tuple[Any, str]:
+    tm = _target_machine(fma)
+    m = _optimize(mod, vectorize, tm)
     optimized = str(m)
     ee = llvm.create_mcjit_compiler(m, tm)
     ee.finalize_object()
@@ -485,10 +494,8 @@ def test_emitted_ir_has_no_calls_and_no_fast_math_flags(lib: Lib) -> None:
     assert not re.search(r"\b(fast|nnan|ninf|nsz|arcp|afn|reassoc|contract)\b", lib.ir_text)
 
 
-@pytest.mark.parametrize("latency_bound", [False, True])
-def test_scalar_loop_vectorizes_and_is_correct(latency_bound: bool) -> None:
-    """A plain scalar loop over softplus(x)*tanh(x) + sigmoid(x)^2 (the W1 forward body) is
-    vectorized by LLVM's loop vectorizer: branch-free IR, no calls left."""
+def _w1_module(latency_bound: bool) -> Any:
+    """A plain scalar loop over softplus(x)*tanh(x) + sigmoid(x)^2 (the W1 forward body)."""
     mod = ir.Module(name="w1")
     mod.triple = llvm.get_process_triple()
     ft = ir.FloatType()
@@ -510,15 +517,21 @@ def test_scalar_loop_vectorizes_and_is_correct(latency_bound: bool) -> None:
     softplus = vm.math_function(mod, "softplus", ft, latency_bound)
     assert softplus is vm.math_function(mod, "softplus", ft, latency_bound)
     assert softplus is not vm.math_function(mod, "softplus", ft, not latency_bound)
-    ee, optimized = _compile(mod, vectorize=True)
+    return mod
+
+
+def _assert_w1_vectorized(optimized: str, latency_bound: bool) -> None:
+    """The optimized W1 loop is vectorized, calls nothing, and each of its vector loop bodies
+    (LLVM may add more than one, e.g. a narrower epilogue) computes one exp polynomial per
+    vector of results it stores."""
     w1 = re.search(r"define void @w1\(.*?\n}\n", optimized, re.S)
     assert w1 is not None
-    assert re.search(r"<\d+ x float>", w1.group(0)), "the scalar loop was not vectorized"
-    assert not re.search(r"call (?!.*@llvm\.)", w1.group(0)), "a call is left in the loop"
-    # sigmoid, softplus and tanh emit the same e^-|x| sequence, so one exp polynomial is left
-    # in the vector body: its last float32 coefficient, 0x1.6a9662p-10 (a literal, or loaded
-    # from its global and splat), is used once there
     text = w1.group(0)
+    assert re.search(r"<\d+ x float>", text), "the scalar loop was not vectorized"
+    assert not re.search(r"call (?!.*@llvm\.)", text), "a call is left in the loop"
+    # sigmoid, softplus and tanh emit the same e^-|x| sequence, so one exp polynomial is left
+    # per vector: its last float32 coefficient, 0x1.6a9662p-10 (a literal, or loaded from its
+    # global and splat), is used once per vector stored
     if latency_bound:
         coefficient = r'@"?symgrad\.vecmath\.k\.f32\.0x1\.6a96620*p-10"?'
         loads = re.findall(rf"(%[\w.]+) = load float, ptr {coefficient}", text)
@@ -530,9 +543,24 @@ def test_scalar_loop_vectorizes_and_is_correct(latency_bound: bool) -> None:
         d = re.match(r"\s*(%[\w.]+) = (insertelement|shufflevector) ", line)
         if d and any(re.search(rf"{re.escape(n)}(?![\w.])", line) for n in names):
             names.add(d.group(1))
-    uses = [line for line in text.splitlines() if "@llvm.fmuladd.v" in line
-            and any(re.search(rf"{re.escape(n)}(?![\w.])", line.split("(", 1)[1]) for n in names)]
-    assert len(uses) == 1, uses
+    # basic blocks: a label line, then its instructions; a vector loop body branches to itself
+    blocks = re.findall(r"^([\w.]+):.*?\n(.*?)(?=^[\w.]+:|^})", text, re.S | re.M)
+    bodies = [code for label, code in blocks
+              if re.search(rf"br .*label %{re.escape(label)}(?![\w.])", code) and "x float>" in code]
+    assert bodies, "no vector loop body"
+    for code in bodies:
+        uses = [line for line in code.splitlines() if "@llvm.fmuladd.v" in line
+                and any(re.search(rf"{re.escape(n)}(?![\w.])", line.split("(", 1)[1]) for n in names)]
+        stores = re.findall(r"store <\d+ x float>", code)
+        assert stores and len(uses) == len(stores), (uses, stores)
+
+
+@pytest.mark.parametrize("latency_bound", [False, True])
+def test_scalar_loop_vectorizes_and_is_correct(latency_bound: bool) -> None:
+    """The W1 scalar loop is vectorized by LLVM's loop vectorizer for the target CPU:
+    branch-free IR, no calls left, one exp polynomial per vector; and it is correct."""
+    ee, optimized = _compile(_w1_module(latency_bound), vectorize=True)
+    _assert_w1_vectorized(optimized, latency_bound)
     fn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)(ee.get_function_address("w1"))
     xs = np.random.default_rng(0).standard_normal(100_003).astype(np.float32) * 4
     out = np.empty_like(xs)
@@ -543,6 +571,16 @@ def test_scalar_loop_vectorizes_and_is_correct(latency_bound: bool) -> None:
     # error relative to the size of the two terms (their difference can cancel)
     scale = np.abs(sp64 * th64) + sg64 * sg64
     assert np.max(np.abs(out - (sp64 * th64 + sg64 * sg64)) / scale) < 8 * 2.0**-24
+
+
+@pytest.mark.parametrize("cpu", ["x86-64-v2", "x86-64-v3", "x86-64-v4", "znver4", "skylake-avx512"])
+@pytest.mark.parametrize("latency_bound", [False, True])
+def test_scalar_loop_vectorizes_for_each_target_cpu(cpu: str, latency_bound: bool) -> None:
+    """The same property on pinned targets, whatever the host (the code is only read):
+    SSE4, AVX2, AVX-512 with 512- and 256-bit preferred vectors, and Zen 4, where LLVM adds a
+    narrower epilogue vector loop."""
+    _assert_w1_vectorized(str(_optimize(_w1_module(latency_bound), True, _target_machine(cpu=cpu))),
+                          latency_bound)
 
 
 # ---- tests: API --------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from symgrad.backends.base import Program, gc_paused
 from symgrad.backends.llvm import fastcall, jit
 from symgrad.backends.llvm.codegen import SUPPORTED_OPS, Codegen, module_info, module_parts
 from symgrad.backends.llvm.jit import cache_stats, clear_memory_cache
-from symgrad.backends.llvm.runtime import LLVMFunction, num_threads
+from symgrad.backends.llvm.runtime import EmptyReduction, LLVMFunction, num_threads
 from symgrad.backends.lower import lower
 
 BACKEND_VERSION = "1"
@@ -38,7 +38,7 @@ class LLVMBackend:
         def build_objects() -> list[bytes]:
             tm = jit.target_machine()
             cg = Codegen(lp, jit.process_triple(), str(tm.target_data),
-                         module_parts(lp, num_threads()), bounds)
+                         module_parts(lp, num_threads()), bounds, blas_threads=jit.blas_threads())
             # each module goes to LLVM as soon as it is generated
             objs = jit.optimize_to_objects(cg.iter_texts(), cg.parts, num_threads())
             ir_texts.extend(cg.texts)
@@ -46,7 +46,8 @@ class LLVMBackend:
 
         engine, how = jit.load(key, build_objects)
         return LLVMFunction(lp, engine, module_info(lp), how,
-                            "\n".join(ir_texts) if ir_texts else None)
+                            "\n".join(ir_texts) if ir_texts else None,
+                            EmptyReduction.of(program, lp.symbols))
 
 
 __all__ = ["BACKEND_VERSION", "LLVMBackend", "LLVMFunction", "cache_stats", "clear_memory_cache",

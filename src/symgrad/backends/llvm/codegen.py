@@ -30,7 +30,7 @@ from typing import Any
 
 from llvmlite import ir
 
-from symgrad.backends.llvm import blas, vecmath
+from symgrad.backends.llvm import blas, jit, vecmath
 from symgrad.backends.llvm.jit import LINK_NAMES, LINK_TABLE
 from symgrad.backends.llvm.mathlib import (
     INLINE_MATH_LIMIT,
@@ -85,9 +85,13 @@ MATH_INTERLEAVE_BIG_COST = 64
 MATH_INTERLEAVE_BIG = 4
 
 
-@functools.cache
 def _native_width(dtype: str) -> int:
-    return vecmath.preferred_width(dtype)
+    return _width_for(dtype, jit.target_cpu().isa)
+
+
+@functools.cache
+def _width_for(dtype: str, isa: str) -> int:
+    return vecmath.preferred_width(dtype, isa)
 
 
 class _LoopID(ir.values.MDValue):
@@ -639,17 +643,20 @@ class Codegen:
     """Builds the LLVM module of a lowered program."""
 
     def __init__(self, lp: LoweredProgram, triple: str = "", data_layout: str = "",
-                 parts: int = 1, check_bounds: bool = False, blas_int_bits: int | None = None
-                 ) -> None:
+                 parts: int = 1, check_bounds: bool = False, blas_int_bits: int | None = None,
+                 blas_threads: bool = False) -> None:
         """``blas_int_bits``: the width of the integer arguments of the ``symgrad_sgemm`` and
         ``symgrad_dgemm`` the matrix products call (default: the process's BLAS, see
-        :mod:`.blas`). ``check_bounds``: a bounds-checking build
+        :mod:`.blas`). ``blas_threads``: each float product first sets the BLAS's threads
+        for its size (:meth:`_blas_threads`; the run time provides the symbols it uses).
+        ``check_bounds``: a bounds-checking build
         (``SYMGRAD_LLVM_CHECK_BOUNDS=1``): every load and store first checks its element
         index against its buffer's size and returns :data:`ERR_BOUNDS` instead of touching
         memory outside it. For testing the code generator; its loops do not vectorize."""
         self.lp = lp
         self.check_bounds = check_bounds
         self.blas_int = ir.IntType(blas_int_bits or blas.provider().int_bits)
+        self.blas_threads = blas_threads
         self.parts = max(1, min(parts, len(lp.kernels)))
         self.classes = body_classes(lp, check_bounds)
         self.part_of = split_kernels(lp, self.parts, self.classes)
@@ -1136,6 +1143,27 @@ class Codegen:
         total = f.size(buf.size)
         f.loop(ir.Constant(I64, 0), total, lambda i: f.store(buf, i, value))
 
+    def _blas_threads(self, f: _Fn, m: ir.Value, k: ir.Value, n: ir.Value) -> None:
+        """One BLAS thread for a product of fewer than ``blas.ONE_THREAD_BELOW`` multiply-adds,
+        else the configured count (:class:`.blas.ThreadSwitch`, whose C ints and setter the
+        run time provides under these names); the setter is called only on a change."""
+        b = f.b
+        ints = []
+        for name in ("symgrad_blas_threads_large", "symgrad_blas_threads_current"):
+            g = self.module.globals.get(name)
+            if g is None:
+                g = ir.GlobalVariable(self.module, I32, name)
+            ints.append(g)
+        large, current = ints
+        setter = self.module.globals.get("symgrad_blas_set_threads")
+        if setter is None:
+            setter = ir.Function(self.module, ir.FunctionType(VOID, [I32]), "symgrad_blas_set_threads")
+        small = b.icmp_signed("<", b.mul(b.mul(m, k), n), ir.Constant(I64, blas.ONE_THREAD_BELOW))
+        want = b.select(small, ir.Constant(I32, 1), b.load(large, typ=I32))
+        with b.if_then(b.icmp_signed("!=", want, b.load(current, typ=I32)), likely=False):
+            b.call(setter, [want])
+            b.store(want, current)
+
     def _lib_matmul(self, f: _Fn, c: LibCall) -> None:
         b = f.b
         a_acc, b_acc = c.inputs
@@ -1196,6 +1224,8 @@ class Codegen:
                 pc = f.addr(out, f.linear(0, out_strides[:nb], idx))
                 b.call(gemm, [trans_b, trans_a, pn, pm, pk, alpha, pb, ldb, pa, lda, beta, pc, ldc])
 
+            if self.blas_threads:
+                self._blas_threads(f, mv, kv, nv)
             f.nest(batch, extents, idx, call)
             return
 

@@ -1,16 +1,17 @@
-"""Host target, optimization, object code, and the compile cache.
+"""Target CPU, optimization, object code, and the compile cache.
 
-A program is compiled to object code for the host CPU (its name and features) after
+A program is compiled to object code for the target CPU (``SYMGRAD_LLVM_CPU``: ``host``,
+the default, or an LLVM CPU name such as ``x86-64-v3``; see :func:`target_cpu`) after
 LLVM's O3 pipeline with loop and SLP vectorization. A small program is one module and one
 object; a large one is several modules, compiled on worker threads while the next
 modules are still being generated, each object loaded into an MCJIT execution engine of
 its own and linked to the first through a table of kernel addresses. The cache is keyed
 by a hash of everything that affects the code (the lowered program's text, this
-backend's sources, the LLVM version, the CPU name and features, the BLAS provider, the
-optimization settings): in memory it holds loaded engines, on disk
-(``SYMGRAD_CACHE_DIR``, default ``$XDG_CACHE_HOME/symgrad`` or ``~/.cache/symgrad``;
-``SYMGRAD_CACHE_DIR=off`` disables it) it holds the object files (one entry per
-program), so a hit skips code generation and LLVM entirely.
+backend's sources, the LLVM version, the target CPU's name and features, the BLAS
+provider and whether its threads are set, the optimization settings): in memory it holds
+loaded engines, on disk (``SYMGRAD_CACHE_DIR``, default ``$XDG_CACHE_HOME/symgrad`` or
+``~/.cache/symgrad``; ``SYMGRAD_CACHE_DIR=off`` disables it) it holds the object files
+(one entry per program), so a hit skips code generation and LLVM entirely.
 
 Disk entries are written to a temporary file and renamed into place (two processes
 compiling the same function both succeed, and a reader never sees half a file); each
@@ -22,6 +23,7 @@ miss happened.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import threading
@@ -43,43 +45,172 @@ from symgrad.backends.llvm import blas
 
 OPT_LEVEL = 3
 MAGIC = b"SYMGRAD-LLVM-OBJECT-1\n"
+CPU_ENV = "SYMGRAD_LLVM_CPU"
 _lock = threading.RLock()
-_tm: Any = None
+_tms: dict[str, Any] = {}
 
 
-def _new_target_machine() -> Any:
+# -- the target CPU --------------------------------------------------------------------------
+# What the code generator needs to know of a target CPU beyond its name: which of these
+# instruction set extensions it has. LLVM finds a named CPU's features itself but does not
+# list them, so each is found by compiling a probe and looking for the instruction that only
+# that extension provides. (The x86-64 levels: v2 adds SSE4.1 and POPCNT, v3 AVX, AVX2 and
+# FMA, v4 AVX-512.)
+_PROBES = {
+    "avx512f": ("define <16 x float> @f(<16 x float> %a, <16 x float> %b) {\n"
+                "  %c = fadd <16 x float> %a, %b\n  ret <16 x float> %c\n}", "zmm"),
+    "avx2": ("define <8 x i32> @f(<8 x i32> %a, <8 x i32> %b) {\n"
+             "  %c = add <8 x i32> %a, %b\n  ret <8 x i32> %c\n}", "vpaddd\t%ymm"),
+    "avx": ("define <8 x float> @f(<8 x float> %a, <8 x float> %b) {\n"
+            "  %c = fadd <8 x float> %a, %b\n  ret <8 x float> %c\n}", "ymm"),
+    "fma": ("declare float @llvm.fma.f32(float, float, float)\n"
+            "define float @f(float %a, float %b, float %c) {\n"
+            "  %d = call float @llvm.fma.f32(float %a, float %b, float %c)\n  ret float %d\n}",
+            "vfmadd"),
+    "sse4.1": ("declare float @llvm.floor.f32(float)\ndefine float @f(float %a) {\n"
+               "  %d = call float @llvm.floor.f32(float %a)\n  ret float %d\n}", "rounds"),
+    "popcnt": ("declare i64 @llvm.ctpop.i64(i64)\ndefine i64 @f(i64 %a) {\n"
+               "  %d = call i64 @llvm.ctpop.i64(i64 %a)\n  ret i64 %d\n}", "popcnt"),
+}
+
+# Run in a child process: LLVM only warns on stderr about a CPU name it does not know, then
+# aborts the process when it generates code for it.
+_PROBE_SCRIPT = """
+import json, sys
+import llvmlite.binding as llvm
+llvm.initialize_native_target()
+llvm.initialize_native_asmprinter()
+cpu, probes = sys.argv[1], json.loads(sys.argv[2])
+tm = llvm.Target.from_triple(llvm.get_process_triple()).create_target_machine(cpu=cpu, opt=0)
+sys.stderr.flush()
+print(json.dumps([name for name, (text, mark) in probes.items()
+                  if mark in tm.emit_assembly(llvm.parse_assembly(text))]))
+"""
+
+
+@dataclass(frozen=True)
+class TargetCPU:
+    """The CPU that code is generated for (``SYMGRAD_LLVM_CPU``; default ``host``).
+
+    ``name`` and ``features`` go to LLVM's target machine (``features`` is empty for a
+    named CPU: LLVM takes those of the name); ``isa`` lists the extensions of
+    :data:`_PROBES` that the CPU has, as an LLVM feature string (``+avx,+avx2,...``).
+    """
+
+    setting: str
+    name: str
+    features: str
+    isa: str
+
+    def missing_on_host(self) -> list[str]:
+        """The extensions this CPU has and the host's CPU lacks (code for it would stop
+        the process with an illegal instruction)."""
+        host = _host_features()
+        return [f[1:] for f in self.isa.split(",") if f and f not in host]
+
+
+_cpus: dict[str, TargetCPU] = {}
+
+
+@functools.cache
+def _host_features() -> frozenset[str]:
+    return frozenset(llvm.get_host_cpu_features().flatten().split(","))
+
+
+def _host_isa() -> str:
+    host = _host_features()
+    return ",".join(f"+{name}" for name in _PROBES if f"+{name}" in host)
+
+
+def cpu_setting() -> str:
+    """``SYMGRAD_LLVM_CPU`` as set (``host`` when unset or empty)."""
+    return os.environ.get(CPU_ENV, "").strip() or "host"
+
+
+def target_cpu(setting: str | None = None) -> TargetCPU:
+    """The target CPU of ``setting`` (default: ``SYMGRAD_LLVM_CPU``): ``host``, or an LLVM
+    CPU name such as ``x86-64-v2``, ``x86-64-v3``, ``x86-64-v4``, ``znver4``,
+    ``skylake-avx512``. A name LLVM does not know raises ``ValueError``. Checked once per
+    name and process (a named CPU costs one short child process)."""
+    setting = cpu_setting() if setting is None else (setting.strip() or "host")
+    with _lock:
+        found = _cpus.get(setting)
+        if found is not None:
+            return found
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+        if setting == "host":
+            found = TargetCPU("host", str(llvm.get_host_cpu_name()),
+                              str(llvm.get_host_cpu_features().flatten()), _host_isa())
+        else:
+            found = TargetCPU(setting, setting, "", _probe(setting))
+        _cpus[setting] = found
+        return found
+
+
+def _probe(name: str) -> str:
+    import json
+    import subprocess
+    import sys
+
+    def bad(why: str) -> ValueError:
+        return ValueError(f"{CPU_ENV}={name!r}: {why}; expected 'host' or an LLVM CPU name for "
+                          f"{llvm.get_process_triple()}, such as x86-64-v2, x86-64-v3, x86-64-v4, "
+                          f"znver4 (this host is {llvm.get_host_cpu_name()})")
+
+    if not all(c.isalnum() or c in "-_." for c in name):
+        raise bad("not a CPU name")
+    try:
+        run = subprocess.run([sys.executable, "-c", _PROBE_SCRIPT, name, json.dumps(_PROBES)],
+                             capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise RuntimeError(f"{CPU_ENV}={name!r}: could not check the CPU name: {e}") from None
+    if "not a recognized processor" in run.stderr:
+        raise bad("LLVM does not know this CPU")
+    if run.returncode != 0:
+        raise bad(f"LLVM cannot generate code for it ({run.stderr.strip()[-300:]})")
+    found = json.loads(run.stdout.strip().splitlines()[-1])
+    return ",".join(f"+{f}" for f in _PROBES if f in found)
+
+
+def _new_target_machine(cpu: TargetCPU | None = None) -> Any:
+    cpu = cpu or target_cpu()
     target = llvm.Target.from_triple(llvm.get_process_triple())
-    return target.create_target_machine(
-        cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(),
-        opt=OPT_LEVEL, reloc="pic", codemodel="jitdefault")
+    return target.create_target_machine(cpu=cpu.name, features=cpu.features, opt=OPT_LEVEL,
+                                         reloc="pic", codemodel="jitdefault")
+
+
+def runnable_target_cpu() -> TargetCPU:
+    """:func:`target_cpu`, checked to run on this host: code for a CPU with extensions the
+    host lacks would stop the process, so it raises ``ValueError`` instead."""
+    cpu = target_cpu()
+    missing = cpu.missing_on_host()
+    if missing:
+        raise ValueError(f"{CPU_ENV}={cpu.setting!r}: that CPU has {', '.join(missing)}, which this "
+                         f"host's CPU ({llvm.get_host_cpu_name()}) lacks, so code generated for it "
+                         "cannot run here; choose an older target (e.g. x86-64-v2) or 'host'")
+    return cpu
 
 
 def target_machine() -> Any:
-    """The host's target machine (created once)."""
-    global _tm
+    """The target machine of the configured target CPU (created once per CPU setting)."""
     with _lock:
-        if _tm is None:
-            llvm.initialize_native_target()
-            llvm.initialize_native_asmprinter()
-            _tm = _new_target_machine()
+        cpu = runnable_target_cpu()
+        tm = _tms.get(cpu.setting)
+        if tm is None:
+            tm = _tms[cpu.setting] = _new_target_machine(cpu)
             _register_blas()
-        return _tm
+        return tm
 
 
 def process_triple() -> str:
     return str(llvm.get_process_triple())
 
 
-_host: list[str] = []
-
-
 def host_description() -> str:
-    """Triple, CPU name and CPU features (they go into every cache key)."""
-    if not _host:
-        target_machine()
-        _host.append(f"{llvm.get_process_triple()} {llvm.get_host_cpu_name()} "
-                     f"{llvm.get_host_cpu_features().flatten()}")
-    return _host[0]
+    """Triple, target CPU name and features (they go into every cache key)."""
+    cpu = runnable_target_cpu()
+    return f"{llvm.get_process_triple()} {cpu.name} {cpu.features} {cpu.isa}"
 
 
 def _register_blas() -> None:
@@ -88,6 +219,16 @@ def _register_blas() -> None:
     lib = blas.provider()
     llvm.add_symbol("symgrad_sgemm", lib.sgemm)
     llvm.add_symbol("symgrad_dgemm", lib.dgemm)
+    switch = blas.provider_threads()
+    if switch is not None:  # see Codegen._blas_threads
+        llvm.add_symbol("symgrad_blas_set_threads", switch.set_address)
+        llvm.add_symbol("symgrad_blas_threads_large", ctypes.addressof(switch.large))
+        llvm.add_symbol("symgrad_blas_threads_current", ctypes.addressof(switch.current))
+
+
+def blas_threads() -> bool:
+    """Whether generated matrix products set the BLAS's threads (its library has the setting)."""
+    return blas.provider_threads() is not None
 
 
 # -- compiling modules ------------------------------------------------------------------------
@@ -105,11 +246,15 @@ _threads = threading.local()
 
 
 def _thread_target_machine() -> Any:
-    """A target machine owned by the calling thread (created once per thread)."""
-    tm = getattr(_threads, "tm", None)
+    """A target machine owned by the calling thread (created once per thread and CPU)."""
+    tms = getattr(_threads, "tms", None)
+    if tms is None:
+        tms = _threads.tms = {}
+    target_machine()
+    cpu = target_cpu()
+    tm = tms.get(cpu.setting)
     if tm is None:
-        target_machine()
-        tm = _threads.tm = _new_target_machine()
+        tm = tms[cpu.setting] = _new_target_machine(cpu)
     return tm
 
 
@@ -228,9 +373,11 @@ def unpack(data: bytes) -> list[bytes]:
     return out
 
 
-def optimized_ir(ir_text: str) -> str:
-    """The optimized IR of ``ir_text`` (for reading, not used to run)."""
-    return str(_optimize(ir_text, context=llvm.create_context()))
+def optimized_ir(ir_text: str, cpu: str | None = None) -> str:
+    """The optimized IR of ``ir_text`` (for reading, not used to run), for the configured
+    target CPU or the CPU setting ``cpu`` (which need not run on this host)."""
+    tm = None if cpu is None else _new_target_machine(target_cpu(cpu))
+    return str(_optimize(ir_text, tm, context=llvm.create_context()))
 
 
 # A program compiled as several modules: each object is loaded into an execution engine of
@@ -337,7 +484,8 @@ def _sources() -> str:
 def cache_key(program_text: str) -> str:
     h = hashlib.sha256()
     for part in (program_text, _sources(), f"llvmlite {llvmlite.__version__}",
-                 f"llvm {llvm.llvm_version_info}", host_description(), f"blas {blas.provider().name}",
+                 f"llvm {llvm.llvm_version_info}", host_description(),
+                 f"blas {blas.provider().name} threads={blas_threads()}",
                  f"O{OPT_LEVEL} vectorize no-unroll parts"):
         h.update(part.encode())
         h.update(b"\0")

@@ -195,6 +195,44 @@ class _Plan:
         return len(self.bounds) - 1
 
 
+# NumPy refuses these reductions over no elements (it has no identity for them)
+NO_IDENTITY = {"max": "zero-size array to reduction operation maximum which has no identity",
+               "min": "zero-size array to reduction operation minimum which has no identity",
+               "argmax": "attempt to get argmax of an empty sequence",
+               "argmin": "attempt to get argmin of an empty sequence"}
+
+
+@dataclass(frozen=True)
+class EmptyReduction:
+    """A reduction of the program (before lowering) that NumPy refuses when the axes it
+    reduces hold no elements: checked for each new set of sizes, before anything runs, so
+    it raises NumPy's error where the NumPy backend does. (Reductions the lowering adds,
+    such as the max shift of ``softmax``, keep their identity.)"""
+
+    op: str
+    loc: str
+    sizes: tuple[S.Size, ...]  # of the reduced axes
+
+    @staticmethod
+    def of(program: Any, symbols: list[str]) -> list[EmptyReduction]:
+        known = set(symbols)
+        out = []
+        for t in program.nodes:
+            if t.op.name not in NO_IDENTITY or not t.inputs:
+                continue
+            shape = t.inputs[0].shape
+            axes = t.attr("axes")
+            sizes = tuple(shape[a] for a in (range(len(shape)) if axes is None else axes))
+            # a static size is checked at build time; a size the call cannot give is not checked
+            if any(not isinstance(s, int) for s in sizes) and S.symbols_of(sizes) <= known:
+                out.append(EmptyReduction(t.op.name, str(t.loc), sizes))
+        return out
+
+    def check(self, env: dict[str, int]) -> None:
+        if any(S.evaluate(s, env) == 0 for s in self.sizes):
+            raise InputError(f"{NO_IDENTITY[self.op]} (op {self.op} built at {self.loc})")
+
+
 class _State:
     """Everything that depends only on the sizes of a call."""
 
@@ -258,8 +296,9 @@ class LLVMFunction:
     """
 
     def __init__(self, lp: LoweredProgram, engine: Engine, info: ModuleInfo, how: str,
-                 ir_text: str | None = None) -> None:
+                 ir_text: str | None = None, empty_checks: list[EmptyReduction] | None = None) -> None:
         self.lp = lp
+        self._empty_checks = empty_checks or []
         self.info = info
         self.engine = engine
         self.cache = how
@@ -279,6 +318,9 @@ class LLVMFunction:
             outs.setdefault(b.index, b)
         self.distinct_outputs = [outs[i] for i in sorted(outs)]
         self._out_pos = [b.index for b in lp.outputs]
+        # outputs the lowering gave one buffer (the same values, e.g. a reduction over
+        # axes of size 1 and its operand) are returned as copies after the first
+        self._copies = [j for j, i in enumerate(self._out_pos) if i in self._out_pos[:j]]
         self._dim_sources = [lp.size_sources[s] for s in lp.symbols]
         self._n_in = len(lp.inputs)
         self._domains = {k.name: getattr(k, "domain", ()) for k in lp.kernels}
@@ -321,8 +363,9 @@ class LLVMFunction:
     def llvm_ir(self) -> str:
         if self._ir_text is None:
             from symgrad.backends.llvm.codegen import Codegen
+            from symgrad.backends.llvm.jit import blas_threads
 
-            self._ir_text = "\n".join(Codegen(self.lp).texts)
+            self._ir_text = "\n".join(Codegen(self.lp, blas_threads=blas_threads()).texts)
         return self._ir_text
 
     def domain_sizes(self, name: str) -> tuple[Any, ...]:
@@ -331,6 +374,10 @@ class LLVMFunction:
     def _state(self, dims: tuple[int, ...]) -> _State:
         st: _State | None = getattr(self._local, "state", None)
         if st is None or st.dims != dims:
+            if self._empty_checks:  # before the state is kept (and given to the fast call)
+                env = dict(zip(self.lp.symbols, dims))
+                for check in self._empty_checks:
+                    check.check(env)
             st = _State(self, dims)
             self._local.state = st
             self._prepare_fast(st)
@@ -351,8 +398,8 @@ class LLVMFunction:
             if rc == ERR_LAYOUT:
                 rc = entry(_ready(arrays), outs, st.frame_addr, st.dims_addr)
             if rc:
-                self._raise(rc)
-            return tuple([outs[i] for i in self._out_pos])
+                self._raise(rc, arrays, st)
+            return self._results(outs)
         ready = _ready(arrays)
         frame = st.frame
         for k, a in enumerate(ready):
@@ -365,8 +412,43 @@ class LLVMFunction:
         else:
             rc = self._entry(st.frame_addr, st.dims_addr)
         if rc:
-            self._raise(rc)
-        return tuple(outs[i] for i in self._out_pos)
+            self._raise(rc, ready, st)
+        return self._results(outs)
+
+    def _results(self, outs: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+        res = [outs[i] for i in self._out_pos]
+        for j in self._copies:
+            res[j] = res[j].copy()
+        return tuple(res)
+
+    def _read_index(self, kern: LibCall, pos: int, arrays: tuple[Any, ...], st: _State | None,
+                    env: dict[str, int]) -> np.ndarray | None:
+        """The values a library call read as its operand ``pos`` (to name a bad index), or
+        None where they cannot be read back."""
+        acc, shape = kern.inputs[pos], kern.input_shapes[pos]
+        buf = acc.buffer
+        try:
+            dims = tuple(S.evaluate(s, env) for s in shape)
+            if buf.kind == "input" and buf.index < len(arrays):
+                flat = np.ascontiguousarray(arrays[buf.index], dtype=np.int64).reshape(-1)
+            elif buf.kind == "const" and buf.value is not None:
+                flat = np.ascontiguousarray(buf.value, dtype=np.int64).reshape(-1)
+            elif buf.kind == "temp" and st is not None and buf.slot >= 0 and buf.dtype == "int64":
+                layout = self.info.layout
+                first_slot = layout.n_inputs + layout.n_outputs + layout.n_consts
+                size = S.evaluate(buf.size, env)
+                addr = int(st.frame[first_slot + buf.slot])
+                flat = np.ctypeslib.as_array((ctypes.c_int64 * size).from_address(addr)).copy()
+            else:
+                return None
+            at = np.full(dims, S.evaluate(acc.offset, env), dtype=np.int64)
+            for a, c in enumerate(acc.coeffs):
+                shape_a = [1] * len(dims)
+                shape_a[a] = dims[a]
+                at = at + S.evaluate(c, env) * np.arange(dims[a], dtype=np.int64).reshape(shape_a)
+            return flat[at.reshape(-1)] if at.size and at.max() < flat.size else flat[:0]
+        except (KeyError, TypeError, ValueError, IndexError):
+            return None
 
     def _run_parallel(self, st: _State) -> int:
         frame, dims = st.frame_addr, st.dims_addr
@@ -382,17 +464,32 @@ class LLVMFunction:
                 return ((k + 1) << 4) | rc
         return 0
 
-    def _raise(self, rc: int) -> None:
+    def _raise(self, rc: int, arrays: tuple[Any, ...] = (), st: _State | None = None) -> None:
         k = (rc >> 4) - 1
         code = rc & 15
         kern = self.lp.kernels[k] if 0 <= k < len(self.lp.kernels) else None
         node = kern.nodes[0] if kern is not None and kern.nodes else None
         where = f" (op {node.op.name} built at {node.loc})" if node is not None else ""
         if code == ERR_INDEX and isinstance(kern, LibCall):
+            # the NumPy backend's message, with the first index out of range
+            env = dict(zip(self.lp.symbols, st.dims)) if st is not None else {}
             if kern.op == "one_hot":
-                msg = f"one_hot: a label is out of range [0, {kern.attrs['depth']})"
+                depth = int(kern.attrs["depth"])
+                values = self._read_index(kern, 0, arrays, st, env)
+                bad = [] if values is None else values[(values < 0) | (values >= depth)].tolist()
+                msg = (f"one_hot: label {bad[0]} is out of range [0, {depth})" if bad else
+                       f"one_hot: a label is out of range [0, {depth})")
             else:
-                msg = f"{kern.op}: an index is out of range for axis {kern.attrs.get('axis')}"
+                axis = int(kern.attrs.get("axis", 0))
+                values = self._read_index(kern, 1, arrays, st, env)
+                n = 0
+                try:
+                    n = S.evaluate(kern.input_shapes[0][axis], env)
+                except (KeyError, TypeError, IndexError):
+                    values = None
+                bad = [] if values is None else values[(values < -n) | (values >= n)].tolist()
+                msg = (f"{kern.op}: index {bad[0]} is out of range for axis {axis} of size {n}"
+                       if bad else f"{kern.op}: an index is out of range for axis {axis}")
             raise InputError(msg + where)
         if code == ERR_BOUNDS:
             raise RuntimeError(f"kernel {kern.name if kern else k} would have read or written "

@@ -131,15 +131,16 @@ def vector_type(dtype: str, width: int | None = None) -> ir.Type:
 
 
 def preferred_width(dtype: str, features: str | None = None) -> int:
-    """Lanes of one native vector register for ``dtype`` on the host (or given features).
+    """Lanes of one native vector register for ``dtype`` on the target CPU (or given features).
 
-    ``features`` is an LLVM feature string such as ``llvm.get_host_cpu_features().flatten()``:
-    AVX-512 gives 16 float32 / 8 float64 lanes, AVX 8 / 4, anything else 4 / 2.
+    ``features`` is an LLVM feature string such as ``llvm.get_host_cpu_features().flatten()``
+    (default: the extensions of the target CPU, ``SYMGRAD_LLVM_CPU``): AVX-512 gives 16
+    float32 / 8 float64 lanes, AVX 8 / 4, anything else 4 / 2.
     """
     if features is None:
-        import llvmlite.binding as llvm
+        from symgrad.backends.llvm import jit
 
-        features = llvm.get_host_cpu_features().flatten()
+        features = jit.target_cpu().isa
     flags = set(features.split(","))
     bits = 512 if "+avx512f" in flags else 256 if "+avx" in flags else 128
     return bits // (32 if dtype == "float32" else 64)
