@@ -75,6 +75,20 @@ def check_source(source: str, raw_names: list[str]) -> None:
     assert len(set(params)) == len(params), f"duplicate parameters {params}"
     bound = set(params)
     for stmt in fn.body[:-1]:
+        if isinstance(stmt, ast.Delete):  # a temporary dropped after its last use
+            for t in stmt.targets:
+                assert isinstance(t, ast.Name) and t.id in bound and t.id not in params, ast.dump(stmt)
+                bound.discard(t.id)  # a later use would read a deleted name
+            continue
+        if isinstance(stmt, ast.AugAssign):  # a slice gradient summed into its buffer
+            assert isinstance(stmt.op, ast.Add), ast.dump(stmt)
+            target = stmt.target
+            base = target.value if isinstance(target, ast.Subscript) else target
+            assert isinstance(base, ast.Name) and base.id in bound, ast.dump(stmt)
+            if isinstance(target, ast.Subscript):
+                _check_expression(target.slice, bound)
+            _check_expression(stmt.value, bound)
+            continue
         assert isinstance(stmt, ast.Assign) and len(stmt.targets) == 1, ast.dump(stmt)
         target = stmt.targets[0]
         assert isinstance(target, ast.Name), ast.dump(stmt)
