@@ -17,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import output_dir, single_thread_blas  # noqa: E402
+from _common import digits, output_dir, single_thread_blas  # noqa: E402
 from digits_mlp import plot, train_digits_mlp  # noqa: E402
 from linear_regression import fit  # noqa: E402
 
@@ -61,8 +61,12 @@ def main(argv: list[str] | None = None) -> None:
     print("\n== 4. a standalone C kernel of the loss and its gradients")
     grads = sg.grad(loss, list(model.params.values()))
     outputs = {"loss": loss, **{f"d_{n}": g for n, g in zip(model.params, grads)}}
+    # the bundle's self-test runs on a real batch and the trained weights
+    _, _, x_test, y_test = digits()
+    example = {"x": x_test[:32], "y": y_test[:32], **trainer.params}
     bundle = sg.emit(outputs, [x, y, *model.params.values()], target="c",
-                     out_dir=os.path.join(out, "digits_mlp_c"), name="digits_mlp_grad")
+                     out_dir=os.path.join(out, "digits_mlp_c"), name="digits_mlp_grad",
+                     example=example)
     result = run_bundle_test(bundle)
     print(f"wrote {len(bundle.files)} files to {bundle.out_dir}; `make test` there: "
           f"{result.strip().splitlines()[-1] if result.strip() else 'ok'}")

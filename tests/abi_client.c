@@ -185,5 +185,8 @@ int main(int argc, char** argv) {
     print_values(out_ptr[k], API(_output_dtype)(k), count(shape, rank));
   }
   if (failures) fprintf(stderr, "%d check(s) failed\n", failures);
+  for (int32_t i = 0; i < ni; ++i) free((void*)in_ptr[i]);
+  for (int32_t k = 0; k < no; ++k) { free(out_ptr[k]); free(first[k]); }
+  free(ws_raw);
   return failures ? 1 : 0;
 }

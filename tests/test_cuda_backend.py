@@ -256,8 +256,7 @@ CASES: dict[str, Callable[[np.random.Generator], Case]] = {
 # The renderer cannot handle these ops yet; reference cases using them are left out of the
 # CUDA conformance below, and test_renderer_gaps_are_still_gaps fails once one is closed,
 # so that the exclusion is dropped.
-RENDERER_GAPS = {"arange": "the C-style renderer has no `index` (loop position) instruction",
-                 "random_uniform": "the C-style renderer has no counter-based random numbers"}
+RENDERER_GAPS = {"random_uniform": "the C-style renderer has no counter-based random numbers"}
 
 
 def reference_chunk(chunk: int) -> Callable[[np.random.Generator], Case]:
@@ -567,10 +566,8 @@ def test_renderer_gaps_are_still_gaps(op: str) -> None:
     from symgrad.ops.random_ops import random_uniform
 
     x = sg.placeholder("x", (None, 2), "float32")
-    if op == "arange":
-        y = sg.arange(x.shape[0]) * 2.0 + x[:, 0]
-    else:
-        y = random_uniform((x.shape[0], 3), 5, 1) + x[:, :1]
+    assert op == "random_uniform"
+    y = random_uniform((x.shape[0], 3), 5, 1) + x[:, :1]
     with pytest.raises(UnsupportedError, match=op):
         cuda_backend.render(program_of([y]))
 

@@ -29,6 +29,9 @@ HAVE_MAKE = shutil.which("make") is not None and find_cc() is not None
 HAVE_GXX = shutil.which("g++") is not None and SHIM.exists()
 MAKE_VARS = {"c": {"CFLAGS": "-O1"}, "llvm": {"CFLAGS": "-O1"}, "cuda": {"HOSTFLAGS": "-O0"}, "numpy": {}}
 MAKE_TARGET = {"c": "test", "llvm": "test", "cuda": "test-host", "numpy": "test"}
+# extra compiler flags for every C build (run_bundle_test reads the same variable), e.g.
+# SYMGRAD_BUNDLE_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
+EXTRA_CFLAGS = os.environ.get("SYMGRAD_BUNDLE_CFLAGS", "").split()
 
 
 def _target_params(targets=("c", "llvm", "cuda", "numpy")):
@@ -168,7 +171,7 @@ def test_abi_client_written_from_the_docs(target, tmp_path):
     src = [str(tmp_path / "b" / "mlp_step.c")] if target == "c" else [
         str(tmp_path / "b" / "mlp_step_abi.c"), str(tmp_path / "b" / "mlp_step_kernels.o")]
     exe = tmp_path / "client"
-    proc = subprocess.run([find_cc(), "-std=c99", "-O1", "-Wall", "-Wextra", "-Werror",
+    proc = subprocess.run([find_cc(), "-std=c99", "-O1", "-Wall", "-Wextra", "-Werror", *EXTRA_CFLAGS,
                            "-DSG_NAME=mlp_step", '-DSG_HEADER="mlp_step.h"', "-I", str(tmp_path / "b"),
                            str(HERE / "abi_client.c"), *src, "-lm", "-o", str(exe)],
                           capture_output=True, text=True)

@@ -30,7 +30,8 @@ def _graph():
     loss = head + tail
     grads = sg.grad(loss, [x, w, v])  # conv/pool gradient ops, take_grad, slice_grad
     hv = sg.hvp(sg.sum(sg.nn.max_pool2d(x, 2) ** 2), x, sg.ones_like(x))  # max_pool2d_gather
-    return [loss, *grads, hv], [x, w, v, lab]
+    gs = sg.grad(sg.sum(v[1:, ::-2] ** 2), v)  # slice_grad alone (in grads it may be merged)
+    return [loss, *grads, hv, gs], [x, w, v, lab]
 
 
 def test_every_copied_helper_matches_its_reference(tmp_path):
@@ -52,3 +53,28 @@ def test_every_copied_helper_matches_its_reference(tmp_path):
     got = getattr(module, bundle.name)(*values)
     for g, r in zip(got, want):
         np.testing.assert_allclose(g, r, rtol=1e-12, atol=1e-12)
+
+
+def _module(tmp_path, outs, ins, name):
+    sg.emit(outs, ins, target="numpy", out_dir=tmp_path, name=name)
+    spec = importlib.util.spec_from_file_location(name, tmp_path / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, name)
+
+
+def test_negative_step_slices_starting_before_element_0(tmp_path):
+    # NumPy: x[-5::-1] on 3 elements and x[-3:0:-1] on 2 are empty; the copied slice
+    # helpers read a normalized start of -1 as the last element
+    x = sg.placeholder("x", shape=(3,), dtype="float64")
+    v = sg.placeholder("v", shape=(2,), dtype="float64")
+    head, tail = x[-5::-1], v[-3:0:-1]
+    loss = sg.sum(tail * tail) / 2
+    outs = [head, tail, loss, sg.grad(loss, v), x[2:-5:-1], x[1::-1]]
+    f = _module(tmp_path, outs, [x, v], "negstep")
+    xv, vv = np.array([1.0, 2.0, 3.0]), np.array([4.0, 5.0])
+    got = f(xv, vv)
+    want = [xv[-5::-1], vv[-3:0:-1], 0.0, np.zeros(2), xv[2:-5:-1], xv[1::-1]]
+    assert [g.shape for g in got] == [np.shape(w) for w in want]
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)

@@ -17,17 +17,20 @@ target    files
 ========  =====================================================================================
 
 Every bundle also has ``data/`` (golden inputs, dims and outputs computed by the NumPy
-backend, raw little-endian C-order arrays), a ``Makefile`` whose ``test`` target builds
-with the system compiler and compares with the golden outputs (``|got - want| <= atol +
-rtol |want|``; float32: rtol 1e-4, atol 1e-5; float64: rtol 1e-9, atol 1e-12; integers and
-bools exactly; override with ``SG_RTOL``/``SG_ATOL``), a ``CMakeLists.txt`` and a
-``README.txt``. The native targets share one C ABI, documented in ``docs/abi.md`` and in
+backend, and per-element error bounds of the float outputs, raw little-endian C-order
+arrays), a ``Makefile`` whose ``test`` target builds with the system compiler and compares
+with the golden outputs (``|got - want| <= atol + rtol |want| + bound``; float32: rtol
+1e-4, atol 1e-5; float64: rtol 1e-9, atol 1e-12; integers and bools exactly; override with
+``SG_RTOL``/``SG_ATOL``, scale the bounds with ``SG_BOUND_SCALE``), a ``CMakeLists.txt``
+and a ``README.txt``; ``docs/abi.md`` section 9 says how the golden inputs and the bounds
+are chosen. The native targets share one C ABI, documented in ``docs/abi.md`` and in
 each ``NAME.h``. Emitting the same graph twice gives byte-identical files.
 """
 
 from __future__ import annotations
 
 import base64
+import os
 import shutil
 import subprocess
 import textwrap
@@ -60,6 +63,7 @@ class Bundle:
     input_names: list[str] = field(default_factory=list)
     output_names: list[str] = field(default_factory=list)
     sizes: dict[str, int] = field(default_factory=dict)
+    bounds: str = ""  # how the per-element error bounds in data/tolK.bin were found
 
     def path(self, file: str) -> Path:
         return self.out_dir / file
@@ -90,8 +94,10 @@ def emit(
     name : the prefix of every exported symbol and file; made a valid C identifier
         (``Bundle.name`` is the one used).
     pipeline : pass pipeline text (default: ``sg.compile``'s).
-    example : golden input values by input name (default: seeded random values; floats
-        standard normal, integers in [0, 3), bools random).
+    example : golden input values by input name; the others are seeded random values drawn
+        to keep the check well posed (matrix-product weights scaled by the fan-in, values
+        inside the domain of the ops that read them, labels and indices in range; see
+        ``docs/abi.md`` section 9).
     sizes : values of symbolic sizes for the random golden inputs (default 7 each).
     seed : seed of the random golden inputs.
     block : CUDA threads per block.
@@ -125,12 +131,14 @@ def emit(
     out.mkdir(parents=True, exist_ok=True)
     bundle = Bundle(target, nm, out, input_names=in_names, output_names=out_names)
 
-    golden_in, env = _golden_inputs(fn, ins, example, sizes, seed)
+    golden_in, env = _golden_inputs(fn, outs, ins, example, sizes, seed)
     golden_out = [np.asarray(o) for o in fn(*golden_in)]
+    bounds, bound_text = _error_bounds(fn, outs, ins, golden_in, golden_out, pipeline, seed)
     bundle.sizes = dict(env)
+    bundle.bounds = bound_text
 
     if target == "numpy":
-        _emit_numpy(bundle, fn, ins, golden_in, golden_out)
+        _emit_numpy(bundle, fn, ins, golden_in, golden_out, bounds)
         return bundle
 
     from symgrad.backends.base import Program
@@ -140,15 +148,18 @@ def emit(
 
     program = Program(ins, list(fn.graph), _size_sources(ins, list(fn.graph)))
     lowered = lower(program, backend=f"emit {target}", elementwise=SUPPORTED_OPS)
+    from symgrad.backends.cstyle.render import empty_reductions
+
     checks = [(rel, a, b, f"{what} (built at {loc})") for rel, a, b, what, loc in fn._checks]
+    reductions = empty_reductions(program.nodes)
     dims = [env[s] for s in lowered.symbols]
     if target == "llvm":
-        symbols = _emit_llvm(bundle, program, checks, in_names, out_names)
+        symbols = _emit_llvm(bundle, program, checks, in_names, out_names, reductions)
         dims = [env[s] for s in symbols]
     else:
         dialect = "cuda" if target == "cuda" else "c"
         src = render_program(lowered, dialect, nm, input_names=in_names, output_names=out_names,
-                             checks=checks, block=block, target=target)
+                             checks=checks, block=block, target=target, reductions=reductions)
         ext = "cu" if target == "cuda" else "c"
         _write(bundle, f"{nm}.{ext}", src.source)
         _write(bundle, f"{nm}.h", src.header)
@@ -163,7 +174,7 @@ def emit(
         else:
             _write(bundle, "Makefile", _makefile_c(nm))
             _write(bundle, "CMakeLists.txt", _cmake_c(nm))
-    _write_data(bundle, golden_in, golden_out, dims)
+    _write_data(bundle, golden_in, golden_out, dims, bounds)
     _write(bundle, "README.txt", _readme(bundle, ins, outs))
     return bundle
 
@@ -187,8 +198,146 @@ def lower_outputs(outputs: Tensor | Sequence[Tensor], inputs: Sequence[Tensor | 
 
 
 # -- golden data ------------------------------------------------------------------------------
-def _golden_inputs(fn: Any, ins: list[Tensor], example: Mapping[str, Any] | None,
-                   sizes: Mapping[str, int] | None, seed: int) -> tuple[list[np.ndarray], dict[str, int]]:
+# Default golden inputs are drawn so that the check is well posed: a float input is drawn
+# from the first of these distributions on which every elementwise op that reads it is
+# finite and of moderate size (its NumPy reference probed on PROBE draws).
+_FLOAT_DRAWS: tuple[tuple[str, Any], ...] = (
+    ("standard normal", lambda rng, shape: rng.standard_normal(shape)),
+    ("|standard normal| + 0.5", lambda rng, shape: np.abs(rng.standard_normal(shape)) + 0.5),
+    ("uniform(-0.9, 0.9)", lambda rng, shape: rng.uniform(-0.9, 0.9, shape)),
+    ("uniform(0.1, 0.9)", lambda rng, shape: rng.uniform(0.1, 0.9, shape)),
+)
+_INT_DRAWS = ((0, 3), (1, 4))  # [lo, hi): small labels, then nonzero (divisors)
+PROBE = 1000
+PROBE_LIMIT = 100.0  # an op whose probe gives |y| above this is ill-conditioned there
+# Error bounds of float outputs (data/tolK.bin): BOUND_SAFETY times the largest
+# float32-vs-float64 discrepancy of the NumPy backend over BOUND_SAMPLES evaluations (the
+# golden inputs, then inputs moved by a relative BOUND_JITTER so that roundings differ),
+# floored at the median of the output's nonzero discrepancies (a few samples can all land
+# near zero by chance; the median is not pulled up by a few ill-conditioned elements).
+# On the digits MLP gradient (N(0, 1) and fan-in scaled weights) the LLVM backend's error,
+# against the golden, reached 3.4 times the estimate.
+BOUND_SAMPLES = 4
+BOUND_JITTER = 2.0**-20
+BOUND_SAFETY = 8.0
+
+
+@dataclass
+class _Draw:
+    """How one input without an example is drawn."""
+
+    fan_in: int = 1  # floats are scaled by 1/sqrt(fan_in)
+    float_ok: list[int] = field(default_factory=lambda: list(range(len(_FLOAT_DRAWS))))
+    int_ok: list[int] = field(default_factory=lambda: list(range(len(_INT_DRAWS))))
+    int_hi: int | None = None  # labels and indices below this
+
+    def floats(self, rng: np.random.Generator, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+        _, draw = _FLOAT_DRAWS[self.float_ok[0] if self.float_ok else 0]
+        return (draw(rng, shape) / np.sqrt(max(self.fan_in, 1))).astype(dtype)
+
+    def ints(self, rng: np.random.Generator, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+        lo, hi = _INT_DRAWS[self.int_ok[0] if self.int_ok else 0]
+        if self.int_hi is not None:  # labels and indices: all of [lo, int_hi)
+            hi = max(self.int_hi, lo + 1)
+        return rng.integers(lo, hi, shape).astype(dtype)
+
+
+def _through_shape_ops(t: Tensor) -> Tensor:
+    while t.op.kind == "shape" and len(t.inputs) == 1:
+        t = t.inputs[0]
+    return t
+
+
+def _probe_ok(node: Tensor, position: int, values: np.ndarray) -> bool:
+    """Whether ``node``'s reference is finite and moderate with ``values`` at ``position``."""
+    args = []
+    for j, t in enumerate(node.inputs):
+        if j == position:
+            args.append(values)
+        elif t.op.name == "constant" and t.attr("value").array.size == 1:
+            args.append(np.full(values.shape, t.attr("value").array.reshape(()), dtype=DTYPES[t.dtype]))
+        else:
+            args.append(np.ones(values.shape, dtype=DTYPES[t.dtype]))
+    reference = node.op.reference
+    if reference is None:
+        return True
+    try:
+        with np.errstate(all="raise", under="ignore"):
+            out = np.asarray(reference(*args, **dict(node.attrs)))
+    except (ArithmeticError, ValueError):
+        return False
+    except Exception:  # a reference that cannot take the probe says nothing about the domain
+        return True
+    if out.dtype.kind not in "fiu":
+        return True
+    return bool(np.all(np.isfinite(out)) and np.max(np.abs(out), initial=0.0) <= PROBE_LIMIT)
+
+
+def _input_draws(outputs: Sequence[Tensor], env: Mapping[str, int]) -> dict[str, _Draw]:
+    """How to draw each placeholder, from the ops that read it.
+
+    The right operand of a matrix product (through reshapes and transposes) and a
+    convolution's weights are scaled by the fan-in; the labels of ``one_hot`` and the
+    indices of ``take`` lie in range; an input read by an elementwise op is drawn where
+    that op is finite and moderate."""
+    from symgrad.ir.graph import toposort
+
+    draws: dict[str, _Draw] = {}
+    probe_rng = np.random.default_rng(12345)
+    samples = [draw(probe_rng, (PROBE,)) for _, draw in _FLOAT_DRAWS]
+
+    def draw_of(t: Tensor) -> _Draw | None:
+        t = _through_shape_ops(t)
+        if t.op.name != "placeholder":
+            return None
+        return draws.setdefault(t.label, _Draw())
+
+    def size(s: Any) -> int:
+        try:
+            return int(S.evaluate(s, env))
+        except (KeyError, TypeError, ValueError):
+            return DEFAULT_SIZE
+
+    for node in toposort(outputs):
+        name = node.op.name
+        if name == "matmul" and len(node.inputs) == 2:
+            b = node.inputs[1]
+            d = draw_of(b)
+            if d is not None and b.ndim >= 1:
+                d.fan_in = max(d.fan_in, size(b.shape[-2] if b.ndim >= 2 else b.shape[0]))
+        elif name == "conv2d" and len(node.inputs) == 2:
+            w = node.inputs[1]
+            d = draw_of(w)
+            if d is not None and w.ndim == 4:
+                d.fan_in = max(d.fan_in, size(w.shape[1]) * size(w.shape[2]) * size(w.shape[3]))
+        elif name == "one_hot":
+            d = draw_of(node.inputs[0])
+            if d is not None:
+                depth = int(node.attr("depth"))
+                d.int_hi = depth if d.int_hi is None else min(d.int_hi, depth)
+        elif name == "take" and len(node.inputs) == 2:
+            d = draw_of(node.inputs[1])
+            if d is not None:
+                n = size(node.inputs[0].shape[int(node.attr("axis"))])
+                d.int_hi = n if d.int_hi is None else min(d.int_hi, n)
+        elif node.op.kind == "elementwise" and node.op.reference is not None:
+            for j, t in enumerate(node.inputs):
+                if t.op.name != "placeholder":
+                    continue
+                d = draws.setdefault(t.label, _Draw())
+                if t.dtype in ("float32", "float64"):
+                    d.float_ok = [k for k in d.float_ok
+                                  if _probe_ok(node, j, samples[k].astype(DTYPES[t.dtype]))]
+                elif t.dtype != "bool":
+                    d.int_ok = [k for k in d.int_ok
+                                if _probe_ok(node, j, probe_rng.integers(*_INT_DRAWS[k], PROBE)
+                                             .astype(DTYPES[t.dtype]))]
+    return draws
+
+
+def _golden_inputs(fn: Any, outputs: Sequence[Tensor], ins: list[Tensor],
+                   example: Mapping[str, Any] | None, sizes: Mapping[str, int] | None,
+                   seed: int) -> tuple[list[np.ndarray], dict[str, int]]:
     rng = np.random.default_rng(seed)
     env: dict[str, int] = {}
     example = dict(example or {})
@@ -204,26 +353,84 @@ def _golden_inputs(fn: Any, ins: list[Tensor], example: Mapping[str, Any] | None
                     env.setdefault(s.terms[0][0][0], int(n))  # type: ignore[arg-type]
     for sym, v in (sizes or {}).items():
         env.setdefault(sym, int(v))
+    for t in ins:
+        for s in t.shape:
+            if isinstance(s, S.Dim):
+                for sym in sorted(s.symbols):
+                    env.setdefault(sym, DEFAULT_SIZE)
+    draws = _input_draws(outputs, env)
     arrays = []
     for t in ins:
         if t.label in example:
             arrays.append(np.asarray(example[t.label]).astype(DTYPES[t.dtype]))
             continue
-        for s in t.shape:
-            if isinstance(s, S.Dim):
-                for sym in sorted(s.symbols):
-                    env.setdefault(sym, DEFAULT_SIZE)
         shape = tuple(S.evaluate(s, env) for s in t.shape)
+        d = draws.get(t.label, _Draw())
         if t.dtype in ("float32", "float64"):
-            arr = rng.standard_normal(shape).astype(t.dtype)
+            arr = d.floats(rng, shape, t.dtype)
         elif t.dtype == "bool":
             arr = rng.integers(0, 2, shape).astype(bool)
         else:
-            arr = rng.integers(0, 3, shape).astype(t.dtype)
+            arr = d.ints(rng, shape, t.dtype)
         arrays.append(arr)
     _, bound = fn.bind(arrays, {})
     env.update(bound)
     return arrays, env
+
+
+def _error_bounds(fn: Any, outs: list[Tensor], ins: list[Tensor], golden_in: list[np.ndarray],
+                  golden_out: list[np.ndarray], pipeline: str | None,
+                  seed: int) -> tuple[list[np.ndarray | None], str]:
+    """Per-element error bounds of the float outputs, and how they were found.
+
+    The rounding error of a float32 result is of the size of the float32-vs-float64
+    discrepancy of the same computation, which grows with the magnitude of the terms that
+    were summed (not only with the result). The NumPy backend evaluates the graph in
+    float32 and, widened, in float64, at the golden inputs and at
+    ``BOUND_SAMPLES - 1`` nearby points; the bound is ``BOUND_SAFETY`` times the largest
+    discrepancy seen at each element, or the median of the output's nonzero discrepancies
+    where that is larger (a few samples can all land near zero by chance). Float64 outputs
+    get 0 (the base tolerance)."""
+    from symgrad.compile import compile as sg_compile
+    from symgrad.errors import SymgradError
+    from symgrad.testing import to_float64
+
+    bounds: list[np.ndarray | None] = [
+        np.zeros(o.shape, o.dtype) if o.dtype.kind == "f" else None for o in golden_out]
+    if not any(o.dtype == np.float32 for o in golden_out):
+        return bounds, "none (no float32 output)"
+    try:
+        wide = to_float64([*outs, *ins])
+        wide_fn = sg_compile(wide[:len(outs)], wide[len(outs):], backend="numpy", pipeline=pipeline)
+    except (SymgradError, ValueError, TypeError) as exc:
+        return bounds, f"none (no float64 form of the graph: {exc})"
+    rng = np.random.default_rng(seed + 1)
+    worst: list[np.ndarray] = [np.zeros(o.shape) for o in golden_out]
+    for k in range(BOUND_SAMPLES):
+        point = []
+        for a in golden_in:
+            if k and a.dtype.kind == "f":
+                a = (a * (1 + BOUND_JITTER * rng.uniform(-1, 1, a.shape))).astype(a.dtype)
+            point.append(a)
+        with np.errstate(all="ignore"):
+            try:
+                narrow = golden_out if k == 0 else [np.asarray(o) for o in fn(*point)]
+                exact = wide_fn(*[a.astype(np.float64) if a.dtype == np.float32 else a for a in point])
+            except SymgradError:  # a moved point that some op refuses (an index computed from floats)
+                continue
+            for j, (n, e) in enumerate(zip(narrow, exact)):
+                if n.dtype != np.float32:
+                    continue
+                d = np.abs(n.astype(np.float64) - np.asarray(e, np.float64))
+                worst[j] = np.maximum(worst[j], np.where(np.isfinite(d), d, 0.0))
+    for j, o in enumerate(golden_out):
+        if o.dtype == np.float32:
+            seen = worst[j][worst[j] > 0]
+            floor = float(np.median(seen)) if seen.size else 0.0
+            bounds[j] = (BOUND_SAFETY * np.maximum(worst[j], floor)).astype(np.float32)
+    return bounds, (f"{BOUND_SAFETY:g} x the largest float32-vs-float64 discrepancy of symgrad's "
+                    f"NumPy backend over {BOUND_SAMPLES} evaluations, at least the median of "
+                    "the output's nonzero ones")
 
 
 def _raw(arr: np.ndarray) -> bytes:
@@ -233,12 +440,16 @@ def _raw(arr: np.ndarray) -> bytes:
     return a.astype(a.dtype.newbyteorder("<")).tobytes()
 
 
-def _write_data(bundle: Bundle, ins: list[np.ndarray], outs: list[np.ndarray], dims: list[int]) -> None:
+def _write_data(bundle: Bundle, ins: list[np.ndarray], outs: list[np.ndarray], dims: list[int],
+                bounds: Sequence[np.ndarray | None]) -> None:
     _write(bundle, "data/dims.bin", np.asarray(dims, dtype="<i8").tobytes())
     for k, a in enumerate(ins):
         _write(bundle, f"data/in{k}.bin", _raw(a))
     for k, a in enumerate(outs):
         _write(bundle, f"data/out{k}.bin", _raw(a))
+    for k, b in enumerate(bounds):
+        if b is not None:
+            _write(bundle, f"data/tol{k}.bin", _raw(b))
 
 
 def _write(bundle: Bundle, rel: str, content: str | bytes) -> None:
@@ -279,12 +490,14 @@ def test_program(name: str, cuda: bool = False, abi_header: str | None = None) -
 #endif
 """ if cuda else ""
     call = f"{name}((const void* const*)dptr_in, dptr_out, dims, ws{', STREAM' if cuda else ''})"
-    cast = "(void**)" if cuda else ""
     return f"""/* {name}_test: run {name} on the golden data in a directory and compare.
  * Usage: {name}_test [DIR] (default "data"); exit status 0 when every output matches.
- * Tolerance for floats: |got - want| <= atol + rtol |want| (float32: rtol {rt32:g}, atol {at32:g};
- * float64: rtol {rt64:g}, atol {at64:g}; the environment variables SG_RTOL and SG_ATOL
- * override both); NaN matches NaN; integers and bools must be equal. */
+ * Tolerance for floats: |got - want| <= atol + rtol |want| + bound (float32: rtol {rt32:g},
+ * atol {at32:g}; float64: rtol {rt64:g}, atol {at64:g}; the environment variables SG_RTOL and
+ * SG_ATOL override both). bound is the element's entry of DIR/tolK.bin: an estimate of the
+ * rounding error of that element, which grows with the magnitude of the terms summed into
+ * it (see README.txt); SG_BOUND_SCALE scales it (default 1, 0 ignores it).
+ * NaN matches NaN; integers and bools must be equal. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -312,19 +525,23 @@ static double env_or(const char* var, double dflt) {{
   return v ? atof(v) : dflt;
 }}
 
-static int compare(int32_t k, int32_t dtype, const void* got, const void* want, size_t n) {{
+static int compare(int32_t k, int32_t dtype, const void* got, const void* want, const void* bound,
+                   size_t n) {{
   size_t bad = 0;
   double worst = 0.0;
   if (dtype == {name}_FLOAT32 || dtype == {name}_FLOAT64) {{
-    const double rtol = env_or("SG_RTOL", dtype == {name}_FLOAT32 ? {rt32!r} : {rt64!r});
-    const double atol = env_or("SG_ATOL", dtype == {name}_FLOAT32 ? {at32!r} : {at64!r});
+    const int f32 = dtype == {name}_FLOAT32;
+    const double rtol = env_or("SG_RTOL", f32 ? {rt32!r} : {rt64!r});
+    const double atol = env_or("SG_ATOL", f32 ? {at32!r} : {at64!r});
+    const double scale = env_or("SG_BOUND_SCALE", 1.0);
     for (size_t i = 0; i < n; ++i) {{
-      const double g = dtype == {name}_FLOAT32 ? ((const float*)got)[i] : ((const double*)got)[i];
-      const double w = dtype == {name}_FLOAT32 ? ((const float*)want)[i] : ((const double*)want)[i];
+      const double g = f32 ? ((const float*)got)[i] : ((const double*)got)[i];
+      const double w = f32 ? ((const float*)want)[i] : ((const double*)want)[i];
+      const double b = f32 ? ((const float*)bound)[i] : ((const double*)bound)[i];
       if (isnan(g) && isnan(w)) continue;
       if (g == w) continue;
       const double err = fabs(g - w);
-      if (!(err <= atol + rtol * fabs(w))) {{
+      if (!(err <= atol + rtol * fabs(w) + scale * b)) {{
         if (bad < 5) fprintf(stderr, "output %d [%zu]: got %.9g, want %.9g\\n", (int)k, i, g, w);
         ++bad;
       }}
@@ -348,6 +565,7 @@ int main(int argc, char** argv) {{
   void** host_in = (void**)calloc((size_t)ni + 1, sizeof(void*));
   void** host_out = (void**)calloc((size_t)no + 1, sizeof(void*));
   void** want = (void**)calloc((size_t)no + 1, sizeof(void*));
+  void** bound = (void**)calloc((size_t)no + 1, sizeof(void*));
   size_t* in_bytes = (size_t*)calloc((size_t)ni + 1, sizeof(size_t));
   size_t* out_n = (size_t*)calloc((size_t)no + 1, sizeof(size_t));
   void** dptr_in = (void**)calloc((size_t)ni + 1, sizeof(void*));
@@ -369,6 +587,10 @@ int main(int argc, char** argv) {{
     out_n[k] = n;
     snprintf(base, sizeof base, "out%d.bin", (int)k);
     want[k] = read_file(dir, base, n * ITEM[{name}_output_dtype(k)], &ok);
+    if ({name}_output_dtype(k) == {name}_FLOAT32 || {name}_output_dtype(k) == {name}_FLOAT64) {{
+      snprintf(base, sizeof base, "tol%d.bin", (int)k);
+      bound[k] = read_file(dir, base, n * ITEM[{name}_output_dtype(k)], &ok);
+    }}
     host_out[k] = malloc(n * ITEM[{name}_output_dtype(k)] + 1);
     memset(host_out[k], 0xA5, n * ITEM[{name}_output_dtype(k)]);
   }}
@@ -389,12 +611,23 @@ int main(int argc, char** argv) {{
   const int32_t rc = {call};
   if (rc != 0) {{ fprintf(stderr, "{name} returned %d: %s\\n", (int)rc, {name}_error_string(rc)); return 1; }}
 {_fetch_block(name, cuda)}
-  for (int32_t k = 0; k < no; ++k) ok &= compare(k, {name}_output_dtype(k), host_out[k], want[k], out_n[k]);
+  for (int32_t k = 0; k < no; ++k) ok &= compare(k, {name}_output_dtype(k), host_out[k], want[k], bound[k], out_n[k]);
   printf("{name}: %s\\n", ok ? "all outputs match" : "FAILED");
-  (void){cast}dptr_in;
+{_free_block(cuda)}
   return ok ? 0 : 1;
 }}
 """
+
+
+def _free_block(cuda: bool) -> str:
+    dev = ("  for (int32_t i = 0; i < ni; ++i) DEV_FREE(dptr_in[i]);\n"
+           "  for (int32_t k = 0; k < no; ++k) DEV_FREE(dptr_out[k]);\n"
+           "  DEV_FREE(ws);") if cuda else "  free(ws_raw);"
+    return f"""{dev}
+  for (int32_t i = 0; i < ni; ++i) free(host_in[i]);
+  for (int32_t k = 0; k < no; ++k) {{ free(host_out[k]); free(want[k]); free(bound[k]); }}
+  free(host_in); free(host_out); free(want); free(bound); free(in_bytes); free(out_n);
+  free(dptr_in); free(dptr_out); free(dims);"""
 
 
 def _alloc_block(name: str, cuda: bool) -> str:
@@ -568,12 +801,18 @@ def _readme(bundle: Bundle, ins: list[Tensor], outs: list[Tensor]) -> str:
         if bundle.target == "cuda":
             lines.append("`make test-host` does the same on the CPU through shim.h.")
     lines.append(f"The golden inputs used sizes: {', '.join(f'{k}={v}' for k, v in sorted(bundle.sizes.items())) or 'none'}.")
+    lines += ["",
+              "A float output k matches when every element has |got - want| <= atol + rtol |want| +",
+              "bound, where bound is the element's entry of data/tolK.bin (same dtype and shape as",
+              "the output): an estimate of its rounding error, which grows with the magnitude of the",
+              "terms summed into it, not only with the result. Here: " + (bundle.bounds or "none") + ".",
+              "SG_RTOL and SG_ATOL override rtol and atol; SG_BOUND_SCALE scales the bounds (0: off)."]
     return "\n".join(lines) + "\n"
 
 
 # -- llvm ------------------------------------------------------------------------------------------
 def _emit_llvm(bundle: Bundle, program: Any, checks: Any, in_names: list[str],
-               out_names: list[str]) -> list[str]:
+               out_names: list[str], reductions: Any) -> list[str]:
     """``NAME.ll``, ``NAME_kernels.o``, ``NAME_abi.c``, ``NAME.h`` (+ ``libNAME.so``)."""
     try:
         import llvmlite.binding as llvm
@@ -605,7 +844,7 @@ def _emit_llvm(bundle: Bundle, program: Any, checks: Any, in_names: list[str],
     ir_text = str(module)
     obj = jit.optimize_to_object(ir_text)
     glue = render_frame_glue(lowered, nm, entry, nm, input_names=in_names, output_names=out_names,
-                             checks=checks)
+                             checks=checks, reductions=reductions)
     _write(bundle, f"{nm}.ll", ir_text)
     _write(bundle, f"{nm}_kernels.o", obj)
     _write(bundle, f"{nm}_abi.c", glue.source)
@@ -658,6 +897,10 @@ clean:
 
 # -- numpy --------------------------------------------------------------------------------------------
 _NP_HELPERS: dict[str, str] = {
+    "matmul": """
+def _ref_matmul(a, b):
+    return np.matmul(a, b)
+""",
     "sigmoid": """
 def _ref_sigmoid(x):
     e = np.exp(-np.abs(x))
@@ -700,16 +943,34 @@ def _ref_log_softmax(x, *, axis):
     return np.asarray(s - np.log(np.sum(np.exp(s), axis=axis, keepdims=True)), dtype=x.dtype)
 """,
     "slice": """
+def _slice_of(start, stop, step):
+    # normalized as slice.indices gives it; with a negative step, -1 is "before element 0"
+    if step > 0:
+        return slice(start, stop, step)
+    if start < 0:
+        return slice(0, 0, 1)
+    return slice(start, None if stop < 0 else stop, step)
+
+
 def _slices(index):
-    return tuple(slice(a, None if (c < 0 and b < 0) else b, c) for a, b, c in index)
+    return tuple(_slice_of(*triple) for triple in index)
 
 
 def _ref_slice(x, *, index):
     return x[_slices(index)]
 """,
     "slice_grad": """
+def _slice_of(start, stop, step):
+    # normalized as slice.indices gives it; with a negative step, -1 is "before element 0"
+    if step > 0:
+        return slice(start, stop, step)
+    if start < 0:
+        return slice(0, 0, 1)
+    return slice(start, None if stop < 0 else stop, step)
+
+
 def _slices(index):
-    return tuple(slice(a, None if (c < 0 and b < 0) else b, c) for a, b, c in index)
+    return tuple(_slice_of(*triple) for triple in index)
 
 
 def _ref_slice_grad(g, *, index, shape):
@@ -826,11 +1087,13 @@ def _ref_avg_pool2d_grad(g, *, kernel, stride, padding, in_hw):
 
 
 def _emit_numpy(bundle: Bundle, fn: Any, ins: list[Tensor], golden_in: list[np.ndarray],
-                golden_out: list[np.ndarray]) -> None:
+                golden_out: list[np.ndarray], bounds: Sequence[np.ndarray | None]) -> None:
     import re
 
     impl = fn._impl
-    source: str = impl.source
+    # the backend's BLAS thread switch needs symgrad: a standalone module leaves the
+    # threads to the BLAS's own settings
+    source: str = re.sub(r"(?m)^[ \t]*_blas_threads\(.*\)[ \t]*\n", "", impl.source)
     namespace: dict[str, Any] = impl._fn.__globals__
     nm = bundle.name
     refs = sorted(set(re.findall(r"\b_ref_(\w+)\(", source)))
@@ -892,6 +1155,7 @@ import {nm}  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOL = {{"float32": (float(os.environ.get("SG_RTOL", {TOLERANCE["float32"][0]!r})), float(os.environ.get("SG_ATOL", {TOLERANCE["float32"][1]!r}))),
        "float64": (float(os.environ.get("SG_RTOL", {TOLERANCE["float64"][0]!r})), float(os.environ.get("SG_ATOL", {TOLERANCE["float64"][1]!r})))}}
+BOUND_SCALE = float(os.environ.get("SG_BOUND_SCALE", 1.0))  # scales data/tolK.bin (README.txt)
 IN_SHAPES = {[list(a.shape) for a in golden_in]!r}
 OUT_SPECS = {[(o.dtype.name, list(o.shape)) for o in golden_out]!r}
 
@@ -909,7 +1173,12 @@ def main():
         want = load(f"out{{k}}.bin", dtype, shape)
         if dtype in TOL:
             rtol, atol = TOL[dtype]
-            good = np.allclose(got, want, rtol=rtol, atol=atol, equal_nan=True)
+            bound = BOUND_SCALE * load(f"tol{{k}}.bin", dtype, shape).astype(np.float64)
+            good = got.shape == want.shape
+            if good:
+                err = np.abs(got.astype(np.float64) - want.astype(np.float64))
+                same = (got == want) | (np.isnan(got) & np.isnan(want))
+                good = bool(np.all(same | (err <= atol + rtol * np.abs(want) + bound)))
         else:
             good = np.array_equal(got, want)
         print(f"output {{k}} ({{{nm}.OUTPUTS[k]}}): {{'ok' if good else 'MISMATCH'}}")
@@ -924,19 +1193,28 @@ if __name__ == "__main__":
     _write(bundle, f"test_{nm}.py", test)
     _write(bundle, "Makefile", f"# {nm}: generated by symgrad.\nPYTHON ?= python3\n\ntest:\n"
                                f"\t$(PYTHON) test_{nm}.py\n\n.PHONY: test\n")
-    _write_data(bundle, golden_in, golden_out, [])
+    _write_data(bundle, golden_in, golden_out, [], bounds)
     _write(bundle, "README.txt", _readme(bundle, ins, list(fn.graph)))
 
 
 # -- running a bundle's test -------------------------------------------------------------------------
 def run_bundle_test(bundle: Bundle | str | Path, make_target: str = "test",
                     variables: Mapping[str, str] | None = None, timeout: float = 600) -> str:
-    """Run ``make <target>`` in a bundle; return its output, raise if it fails."""
+    """Run ``make <target>`` in a bundle; return its output, raise if it fails.
+
+    ``SYMGRAD_BUNDLE_CFLAGS`` in the environment (e.g. ``-fsanitize=address,undefined
+    -fno-omit-frame-pointer``) is appended to the compiler flags: ``CFLAGS`` of the C and
+    LLVM bundles, ``HOSTFLAGS`` of the CUDA bundle's host build."""
     path = bundle.out_dir if isinstance(bundle, Bundle) else Path(bundle)
     make = shutil.which("make")
     if make is None:
         raise RuntimeError("make is not installed")
-    cmd = [make, "-s", "-C", str(path), make_target] + [f"{k}={v}" for k, v in (variables or {}).items()]
+    variables = dict(variables or {})
+    extra = os.environ.get("SYMGRAD_BUNDLE_CFLAGS", "").strip()
+    if extra:
+        for var, default in (("CFLAGS", "-O2"), ("HOSTFLAGS", "-O1")):
+            variables[var] = f"{variables.get(var, default)} {extra}"
+    cmd = [make, "-s", "-C", str(path), make_target] + [f"{k}={v}" for k, v in variables.items()]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     out = proc.stdout + proc.stderr
     if proc.returncode != 0:

@@ -225,7 +225,8 @@ def prepare(p: _Program) -> tuple[str, dict[str, int]]:
     for lhs, rel, rhs, what in tbl.checks:
         checks.append(f"if (!({lhs} {rel} {rhs})) bad = 1;  /* {comment_text(what)} */")
     for r, m, what in p.nonempty:
-        checks.append(f"if ({r} == 0 && {m} != 0) bad = 1;  /* {comment_text(what)} */")
+        cond = f"{r} == 0" if m is None else f"{r} == 0 && {m} != 0"
+        checks.append(f"if ({cond}) bad = 1;  /* {comment_text(what)} */")
     lines += checks
     lines.append("int64_t off = 0;")
     for k, reg in enumerate(p.regions):

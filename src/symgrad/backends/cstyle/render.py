@@ -20,9 +20,9 @@ few places that choose a GPU schedule read ``dialect.parallel``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from symgrad.backends.cstyle import scalar as SC
 from symgrad.backends.cstyle.dialect import DIALECTS, Dialect
@@ -39,6 +39,9 @@ from symgrad.backends.lower.kernel import (
 from symgrad.errors import UnsupportedError
 from symgrad.ir import shape as S
 from symgrad.ir.shape import Size
+
+if TYPE_CHECKING:
+    from symgrad.ir.tensor import Tensor
 
 ABI_VERSION = 1
 ALIGN = 64
@@ -209,7 +212,10 @@ class _Program:
         self.parts_bytes = 0
         self.index_checks: list[str] = []
         self.problems: list[str] = []
-        self.nonempty: list[tuple[str, str, str]] = []
+        # (reduced extent, output extent or None, what): the dims are refused when the
+        # reduced extent is 0 (and the output extent, where given, is not)
+        self.nonempty: list[tuple[str, str | None, str]] = []
+        self.derive_nonempty = True  # from the kernels, unless the graph's reductions are given
 
         in_names = list(input_names) if input_names is not None else [b.name for b in lp.inputs]
         out_names = list(output_names) if output_names is not None else [
@@ -281,6 +287,11 @@ class _Program:
 
     def size(self, s: Size, extent: bool = False) -> str:
         return self.sizes.ref(s, extent)
+
+    def divisor(self, s: Size) -> str:
+        """An extent used to split a flat index: a static 0 becomes 1 (the loop around
+        it never runs, and ``% 0`` would not compile cleanly)."""
+        return "1" if s == 0 else self.size(s, True)
 
     def index_expr(self, offset: Size, coeffs: Sequence[Size], idx: Sequence[str | None]) -> str:
         terms = []
@@ -391,14 +402,14 @@ class _Program:
 
     # ==== loop kernels ==========================================================================
     def loop_kernel(self, k: LoopKernel) -> None:
-        bad = [ins.op for ins in k.instrs if ins.op not in ("load", "const", "size", "acc")
+        bad = [ins.op for ins in k.instrs if ins.op not in ("load", "const", "size", "acc", "index")
                and not SC.supports(ins.op, k.instrs[ins.args[0]].dtype if ins.args else ins.dtype)]
         if bad:
             locs = sorted({n.loc for n in k.nodes if n.op.name in bad})
             self.problems.append(f"{', '.join(sorted(set(bad)))} in kernel {k.name}"
                                  + (f" (built at {', '.join(locs)})" if locs else ""))
             return
-        if any(r.op in ("max", "min", "argmax", "argmin") for r in k.reductions):
+        if self.derive_nonempty and any(r.op in NO_IDENTITY for r in k.reductions):
             red = set(k.reduce_axes)
             total_red = S.prod(tuple(s for a, s in enumerate(k.domain) if a in red))
             total_out = S.prod(tuple(s for a, s in enumerate(k.domain) if a not in red))
@@ -435,6 +446,9 @@ class _Program:
                 text = self.access(k.operands[ins.attr], idx)
                 if k.operands[ins.attr].buffer.dtype != ins.dtype:
                     text = f"({t}){text}"
+            elif ins.op == "index":
+                off, coeffs = ins.attr
+                text = f"({t})({self.index_expr(off, coeffs, idx)})"
             elif ins.op == "acc":
                 assert accs is not None
                 r = k.reductions[ins.attr]
@@ -590,7 +604,7 @@ class _Program:
             return [f"const {self.d.index} i{axes[0]} = {var};"]
         lines = [f"{self.d.index} r_ = {var};"]
         for a in reversed(axes[1:]):
-            n = self.size(k_domain[a], True)
+            n = self.divisor(k_domain[a])
             lines.append(f"const {self.d.index} i{a} = r_ % {n}; r_ /= {n};")
         lines.append(f"const {self.d.index} i{axes[0]} = r_;")
         return lines
@@ -829,7 +843,7 @@ class _Program:
         elif shape:
             dec = [f"{ix} r_ = t_;"]
             for a in reversed(range(1, len(shape))):
-                n = self.size(shape[a], True)
+                n = self.divisor(shape[a])
                 dec.append(f"const {ix} {prefix}{a} = r_ % {n}; r_ /= {n};")
             dec.append(f"const {ix} {prefix}0 = r_;")
         return self._grid_loop(self.size(S.prod(tuple(shape)), True), dec + body)
@@ -899,7 +913,7 @@ class _Program:
         nd, ki = len(gs), len(is_)
         o = [f"o{a}" for a in range(nd)]
         ix = self.d.index
-        n = self.size(c.attrs["size"], True)
+        n = self.divisor(c.attrs["size"])
         ostr = _cstrides(out.shape)
         iidx = self.index_expr(ia.offset, ia.coeffs, o[ax:ax + ki])
         gidx = self.index_expr(ga.offset, ga.coeffs, o)
@@ -964,7 +978,7 @@ class _Program:
         elif nb > 1:
             dec = [f"{ix} r_ = bt_;"]
             for a in reversed(range(1, nb)):
-                s = self.size(out.shape[a], True)
+                s = self.divisor(out.shape[a])
                 dec.append(f"const {ix} b{a} = r_ % {s}; r_ /= {s};")
             dec.append(f"const {ix} b0 = r_;")
         body = [
@@ -1190,6 +1204,32 @@ class _Program:
                 self.regions.append(Region("partials", (), (self.parts_bytes,)))
 
 
+# reductions without an identity: NumPy refuses them over an empty extent
+NO_IDENTITY = ("max", "min", "argmax", "argmin")
+
+
+def empty_reductions(nodes: Iterable[Tensor]) -> list[tuple[Size, str, str]]:
+    """``(reduced extent, op, loc)`` of every reduction in ``nodes`` that has no identity
+    and whose reduced extent may be 0. A decomposed softmax's max shift is not among them:
+    it is not a node of the graph."""
+    out: list[tuple[Size, str, str]] = []
+    for n in nodes:
+        if n.op.name in NO_IDENTITY:
+            x = n.inputs[0]
+            extent = S.prod(tuple(x.shape[a] for a in n.attr("axes")))
+            if not (isinstance(extent, int) and extent > 0):
+                out.append((extent, n.op.name, n.loc))
+    return out
+
+
+def _graph_reductions(p: _Program, reductions: Sequence[tuple[Size, str, str]] | None) -> None:
+    if reductions is None:
+        return
+    p.derive_nonempty = False
+    for extent, op, loc in reductions:
+        p.nonempty.append((p.size(extent, True), None, f"{op} reduces over an empty axis (built at {loc})"))
+
+
 def _static(s: Size) -> int:
     if not isinstance(s, int):
         raise UnsupportedError(f"a kernel size must be static here, got {s}")
@@ -1249,6 +1289,7 @@ def render_program(
     header_name: str | None = None,
     block: int | None = None,
     target: str | None = None,
+    reductions: Sequence[tuple[Size, str, str]] | None = None,
 ) -> RenderedSource:
     """Render a lowered program as C99 (``dialect="c"``) or CUDA (``dialect="cuda"``).
 
@@ -1266,6 +1307,9 @@ def render_program(
     header_name : the file name the source includes (default ``NAME.h``).
     block : CUDA threads per block (default 256; a multiple of 32, at most 1024).
     target : the word written into the header's first line (default the dialect).
+    reductions : ``(reduced extent, op, loc)`` of the graph's reductions that have no
+        identity (:func:`empty_reductions`): the dims are refused (code 4) where one
+        reduces over nothing, as NumPy refuses it. Default: derived from the kernels.
 
     Raises
     ------
@@ -1286,8 +1330,9 @@ def render_program(
             for rel, a, b, what in n.checks:
                 all_checks.append((rel, a, b, f"{what} (built at {n.loc})"))
     p = _Program(lowered, d, name, input_names, output_names, all_checks, "embed")
+    _graph_reductions(p, reductions)
+    consts = H.const_arrays(p) if lowered.consts else []  # may rename: before the kernels
     p.render()
-    consts = H.const_arrays(p) if lowered.consts else []
     prep, slots = H.prepare(p)
     entry = H.entry(p, slots)
     meta = H.metadata(p, slots)
@@ -1362,6 +1407,7 @@ def render_frame_glue(
     checks: Sequence[tuple[str, Size, Size, str]] = (),
     header_name: str | None = None,
     target: str = "llvm",
+    reductions: Sequence[tuple[Size, str, str]] | None = None,
 ) -> RenderedSource:
     """The C ABI around separately compiled kernels that take a *frame*.
 
@@ -1382,6 +1428,7 @@ def render_frame_glue(
             for rel, a, b, what in n.checks:
                 all_checks.append((rel, a, b, f"{what} (built at {n.loc})"))
     p = _Program(lowered, d, name, input_names, output_names, all_checks, "embed")
+    _graph_reductions(p, reductions)
     for k in lowered.kernels:
         if isinstance(k, LibCall) and k.op == "take":
             size = p.size(k.input_shapes[0][k.attrs["axis"]], True)
@@ -1389,8 +1436,8 @@ def render_frame_glue(
         elif isinstance(k, LibCall) and k.op == "one_hot":
             depth = int(k.attrs["depth"])
             p._index_precheck(k.inputs[0], k.input_shapes[0], f"k_ < 0 || k_ >= {depth}")
-        if isinstance(k, LoopKernel) and any(r.op in ("max", "min", "argmax", "argmin")
-                                             for r in k.reductions):
+        if p.derive_nonempty and isinstance(k, LoopKernel) and any(r.op in NO_IDENTITY
+                                                                   for r in k.reductions):
             red = set(k.reduce_axes)
             total_red = S.prod(tuple(s for a, s in enumerate(k.domain) if a in red))
             total_out = S.prod(tuple(s for a, s in enumerate(k.domain) if a not in red))

@@ -48,6 +48,7 @@ EXPR: dict[str, dict[str, str]] = {
     "logical_or": {"b": "(({T})({0} || {1}))"},
     "logical_not": {"b": "(({T})!{0})"},
     "where": {"*": "({0} ? {1} : {2})"},
+    "arange": {"*": "(({T}){0})"},  # its operand is the element's row-major position
 }
 for _op in _UNARY_MATH:
     EXPR[_op] = {"f": f"{_op}{{m}}({{0}})"}

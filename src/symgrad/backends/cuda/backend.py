@@ -78,11 +78,11 @@ def check_gpu_available() -> None:
 
 def render(program: Program, name: str = PROGRAM_NAME) -> tuple[Any, Any]:
     """The lowered program and its CUDA rendering (needs neither NVRTC nor a GPU)."""
-    from symgrad.backends.cstyle.render import render_program
+    from symgrad.backends.cstyle.render import empty_reductions, render_program
     from symgrad.backends.lower import lower
 
     lp = lower(program, backend="cuda")
-    return lp, render_program(lp, dialect="cuda", name=name)
+    return lp, render_program(lp, dialect="cuda", name=name, reductions=empty_reductions(program.nodes))
 
 
 class CudaBackend:
@@ -124,4 +124,4 @@ class CudaBackend:
     def build(self, program: Program) -> CudaFunction:
         device = self.device()
         lp, rendered = render(program)
-        return CudaFunction(lp, rendered, device, self.outputs)
+        return CudaFunction(lp, rendered, device, self.outputs, program=program)

@@ -11,7 +11,9 @@ reductions), on what grid, and how the workspace is laid out. A call here:
    (sizes, workspace pointers, grid); later calls with the same sizes only rebind the
    input and output pointers;
 4. launches the kernels on the device's stream, checks the error word if the program
-   has one (an out-of-range index in ``take``/``one_hot``), and returns the outputs as
+   has one (an out-of-range index in ``take``/``one_hot``; a reduction without identity
+   over nothing is refused before any launch; either error is the NumPy backend's, found
+   by running the graph on it once more), and returns the outputs as
    NumPy arrays or, with ``outputs="device"`` (or ``"auto"`` and a device input), as
    :class:`DeviceArray`.
 """
@@ -35,6 +37,11 @@ from symgrad.ir.dtypes import DTYPES
 
 # the ABI's error codes the kernels may set (see symgrad.backends.cstyle.render)
 KERNEL_ERRORS = {5: "an index (take) or label (one_hot) is out of range"}
+# NumPy's words for a reduction without identity over nothing
+EMPTY_REDUCTION = {"max": "zero-size array to reduction operation maximum which has no identity",
+                   "min": "zero-size array to reduction operation minimum which has no identity",
+                   "argmax": "attempt to get argmax of an empty sequence",
+                   "argmin": "attempt to get argmin of an empty sequence"}
 
 OUTPUT_MODES = ("auto", "host", "device")
 
@@ -73,6 +80,9 @@ class _State:
         self.dims = dims
         env = dict(zip(lp.symbols, dims))
         self.env = env
+        # the first reduction without identity that reduces over nothing at these sizes
+        self.empty = next(((op, loc) for extent, op, loc in fn.reductions
+                           if S.evaluate(extent, env) == 0), None)
         self.out_specs = [(tuple(S.evaluate(s, env) for s in b.shape), DTYPES[b.dtype])
                           for b in fn.distinct_outputs]
         self.in_shapes = [tuple(S.evaluate(s, env) for s in b.shape) for b in lp.inputs]
@@ -142,9 +152,17 @@ class CudaFunction:
 
     accepts_device_arrays = True  # sg.compile hands device arrays over unconverted
 
-    def __init__(self, lp: Any, rendered: Any, device: Device, outputs: str = "auto") -> None:
+    def __init__(self, lp: Any, rendered: Any, device: Device, outputs: str = "auto",
+                 program: Any = None) -> None:
+        from symgrad.backends.cstyle.render import empty_reductions
+
         if outputs not in OUTPUT_MODES:
             raise ValueError(f"outputs must be one of {OUTPUT_MODES}, got {outputs!r}")
+        # the graph (a backends.base.Program), when known: bad data then gives the NumPy
+        # backend's error, found by running the call again on it (errors only)
+        self.program = program
+        self.reductions = empty_reductions(program.nodes) if program is not None else []
+        self._reference: Any = None
         self.lp = lp
         self.rendered = rendered
         self.device = device
@@ -214,6 +232,33 @@ class CudaFunction:
         """Like calling the function, with the outputs left on the device."""
         return self._run(arrays, "device")
 
+    def _numpy_error(self, ptrs: Sequence[int], shapes: Sequence[tuple[int, ...]]) -> InputError | None:
+        """The error the NumPy backend raises for these inputs (read back from the
+        device), naming the op, the value and the user's line; None if it raises none."""
+        if self.program is None:
+            return None
+        from symgrad.backends.numpy import NumpyBackend
+
+        if self._reference is None:
+            self._reference = NumpyBackend().build(self.program)
+        host = []
+        for b, ptr, shape in zip(self.lp.inputs, ptrs, shapes):
+            a = np.empty(shape, DTYPES[b.dtype])
+            if a.size:
+                self.device.download(a, ptr)
+            host.append(a)
+        try:
+            self._reference(*host)
+        except InputError as exc:
+            return exc
+        return None
+
+    def _kernel_error(self, code: int) -> InputError:
+        ops = [f"{n.op.name} built at {n.loc}" for k in self.lp.kernels if isinstance(k, LibCall)
+               and k.op in ("take", "one_hot") for n in k.nodes[:1]]
+        where = f" (op {', '.join(ops)})" if ops else ""
+        return InputError(f"a kernel reported: {KERNEL_ERRORS.get(code, f'error {code}')}{where}")
+
     def _ptr(self, b: Any, ptrs: list[int], outs: list[DeviceArray], st: _State) -> int:
         if b.kind == "input":
             return ptrs[b.index]
@@ -278,6 +323,10 @@ class CudaFunction:
                         raise InputError(f"input {b.name!r}: shape {shape}, expected {want}")
             dev = self.device
             dev.make_current()
+            if st.empty is not None:
+                op, loc = st.empty
+                raise self._numpy_error(ptrs, shapes) or InputError(
+                    f"{EMPTY_REDUCTION[op]} (op {op} built at {loc})")
             outs = [DeviceArray(dev, dev.alloc(nbytes), shape, dtype)
                     for (shape, dtype), nbytes in zip(st.out_specs, st.out_nbytes)]
             if st.error_ptr is not None:
@@ -316,7 +365,7 @@ class CudaFunction:
                 code = np.zeros(1, np.int32)
                 dev.download(code, st.error_ptr)
                 if code[0]:
-                    raise InputError(f"a kernel reported: {KERNEL_ERRORS.get(int(code[0]), f'error {code[0]}')}")
+                    raise self._numpy_error(ptrs, shapes) or self._kernel_error(int(code[0]))
             device_out = mode == "device" or (mode == "auto" and on_device)
             results: list[Any] = list(outs) if device_out else [o.get() for o in outs]
             # every position gets its own array, even when two outputs are one buffer
