@@ -349,7 +349,8 @@ def _size_only_inputs(found: list[Tensor], outputs: list[Tensor]) -> list[Tensor
                 have |= s.symbols
     extra: dict[int, Tensor] = {}
     for n in toposort(outputs):
-        for s in n.shape:
+        sizes = list(n.shape) + ([n.attr("size")] if n.op.name == "dim" else [])
+        for s in sizes:
             if isinstance(s, Dim):
                 for sym in sorted(s.symbols - have):
                     owners = size_owners(sym)
