@@ -270,30 +270,38 @@ def _scatter_sums(outputs: list[Tensor]) -> list[Tensor]:
     for o in outputs:
         n_users[id(o)] = n_users.get(id(o), 0) + 1
 
-    def tree(n: Tensor, root: Tensor, inner: list[Tensor], dense: list[Tensor],
-             scatter: list[Tensor]) -> None:
-        single = n is root or n_users.get(id(n), 0) == 1
-        if single and n is not root and n.op.name == "slice_grad" and n.dtype == root.dtype:
-            scatter.append(n)
-        elif single and n.op.name == "add" and all(i.shape == root.shape for i in n.inputs):
-            inner.append(n)
-            tree(n.inputs[0], root, inner, dense, scatter)
-            tree(n.inputs[1], root, inner, dense, scatter)
-        else:
-            dense.append(n)
+    def tree(root: Tensor, inner: list[Tensor], dense: list[Tensor], scatter: list[Tensor]) -> None:
+        # depth first, left operand first, on an explicit stack: an unrolled loop's
+        # gradient is a chain of thousands of additions
+        stack = [root]
+        while stack:
+            n = stack.pop()
+            single = n is root or n_users.get(id(n), 0) == 1
+            if single and n is not root and n.op.name == "slice_grad" and n.dtype == root.dtype:
+                scatter.append(n)
+            elif single and n.op.name == "add" and all(i.shape == root.shape for i in n.inputs):
+                inner.append(n)
+                stack.append(n.inputs[1])
+                stack.append(n.inputs[0])
+            else:
+                dense.append(n)
 
     claimed: set[int] = set()
     plans: dict[int, tuple[list[Tensor], list[Tensor]]] = {}
+    walked: set[int] = set()  # inner nodes of trees without a slice_grad leaf
     for n in reversed(order):  # users before inputs: the largest trees first
-        if id(n) in claimed or n.op.name != "add" or n.dtype not in ("float32", "float64"):
+        if id(n) in claimed or id(n) in walked or n.op.name != "add" \
+                or n.dtype not in ("float32", "float64"):
             continue
         inner: list[Tensor] = []
         dense: list[Tensor] = []
         scatter: list[Tensor] = []
-        tree(n, n, inner, dense, scatter)
+        tree(n, inner, dense, scatter)
         if scatter:
             plans[id(n)] = (dense, scatter)
             claimed.update(id(m) for m in inner + scatter)
+        else:  # a subtree has a subset of these leaves: none is tried as a root again
+            walked.update(id(m) for m in inner)
     if not plans:
         return list(outputs)
     new: dict[int, Tensor] = {}

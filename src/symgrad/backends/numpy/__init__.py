@@ -85,9 +85,10 @@ def _slice_grad_sums(program: Program) -> tuple[dict[int, tuple[list[Tensor], li
         users[id(o)] = users.get(id(o), 0) + 1
     plans: dict[int, tuple[list[Tensor], list[Tensor]]] = {}
     claimed: set[int] = set()
+    walked: set[int] = set()
     for root in reversed(program.nodes):  # users first: the largest trees first
-        if id(root) in claimed or root.op.name != "add" or root.dtype not in ("float32", "float64") \
-                or root.ndim == 0:
+        if id(root) in claimed or id(root) in walked or root.op.name != "add" \
+                or root.dtype not in ("float32", "float64") or root.ndim == 0:
             continue
         inner: list[Tensor] = []
         dense: list[Tensor] = []
@@ -107,6 +108,8 @@ def _slice_grad_sums(program: Program) -> tuple[dict[int, tuple[list[Tensor], li
         if scatter:
             plans[id(root)] = (dense, scatter)
             claimed.update(id(m) for m in inner + scatter if m is not root)
+        else:  # a subtree has a subset of these leaves: none is tried as a root again
+            walked.update(id(m) for m in inner)
     return plans, claimed
 
 
