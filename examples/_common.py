@@ -47,11 +47,3 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def single_thread_blas() -> Any:
-    """A context in which BLAS uses one thread: the examples' matrices are tiny, and a
-    multi-threaded BLAS on a busy machine spends far more time waking threads than
-    multiplying (measured: a GAN step pair 13 ms on one thread, up to 270 ms on two
-    threads of a loaded 2-core machine)."""
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(1, user_api="blas")

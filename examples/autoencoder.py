@@ -16,7 +16,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import digits, output_dir, parser, pyplot, single_thread_blas  # noqa: E402
+from _common import digits, output_dir, parser, pyplot  # noqa: E402
 
 import symgrad as sg  # noqa: E402
 
@@ -66,8 +66,7 @@ def main(argv: list[str] | None = None) -> float:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=60)
     args = p.parse_args(argv)
-    with single_thread_blas():
-        trainer, history, mse = train_autoencoder(args.epochs, args.backend, not args.no_progress)
+    trainer, history, mse = train_autoencoder(args.epochs, args.backend, not args.no_progress)
     path = os.path.join(output_dir(args.out), "autoencoder.png")
     plot(trainer, history, path)
     print(f"test reconstruction MSE {mse:.4f} (pixel variance {np.var(digits()[2]):.4f}) after "

@@ -17,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import digits, output_dir, parser, pyplot, single_thread_blas  # noqa: E402
+from _common import digits, output_dir, parser, pyplot  # noqa: E402
 
 import symgrad as sg  # noqa: E402
 
@@ -83,8 +83,7 @@ def main(argv: list[str] | None = None) -> float:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=25)
     args = p.parse_args(argv)
-    with single_thread_blas():
-        trainer, history, acc = train_digits_cnn(args.epochs, args.backend, not args.no_progress)
+    trainer, history, acc = train_digits_cnn(args.epochs, args.backend, not args.no_progress)
     path = os.path.join(output_dir(args.out), "digits_cnn.png")
     plot(trainer, history, path)
     print(f"test accuracy {acc:.4f} after {history.steps} steps; "

@@ -14,7 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import digits, output_dir, parser, pyplot, single_thread_blas  # noqa: E402
+from _common import digits, output_dir, parser, pyplot  # noqa: E402
 
 import symgrad as sg  # noqa: E402
 
@@ -70,8 +70,7 @@ def main(argv: list[str] | None = None) -> float:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=40)
     args = p.parse_args(argv)
-    with single_thread_blas():
-        trainer, history, acc = train_digits_mlp(args.epochs, args.backend, not args.no_progress)
+    trainer, history, acc = train_digits_mlp(args.epochs, args.backend, not args.no_progress)
     path = os.path.join(output_dir(args.out), "digits_mlp.png")
     plot(history, path)
     print(f"test accuracy {acc:.4f} after {history.steps} steps; "

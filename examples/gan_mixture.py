@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import output_dir, parser, pyplot, single_thread_blas  # noqa: E402
+from _common import output_dir, parser, pyplot  # noqa: E402
 
 import symgrad as sg  # noqa: E402
 
@@ -119,8 +119,7 @@ def main(argv: list[str] | None = None) -> tuple[int, float]:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=3000)
     args = p.parse_args(argv)
-    with single_thread_blas():
-        _, losses, samples = train_gan(args.steps, args.backend, not args.no_progress)
+    _, losses, samples = train_gan(args.steps, args.backend, not args.no_progress)
     path = os.path.join(output_dir(args.out), "gan_mixture.png")
     plot(losses, samples, path)
     modes, frac = quality(samples)

@@ -18,7 +18,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import digits, output_dir, parser, pyplot, single_thread_blas  # noqa: E402
+from _common import digits, output_dir, parser, pyplot  # noqa: E402
 from digits_mlp import train_digits_mlp  # noqa: E402
 
 import symgrad as sg  # noqa: E402
@@ -68,13 +68,12 @@ def main(argv: list[str] | None = None) -> float:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=40)
     args = p.parse_args(argv)
-    with single_thread_blas():
-        trainer, _, acc = train_digits_mlp(args.epochs, args.backend, not args.no_progress)
-        _, _, x_test, y_test = digits()
-        picks = np.array([np.flatnonzero(y_test == c)[0] for c in range(10)])
-        images, labels = x_test[picks], y_test[picks]
-        pred = trainer.predict(images).argmax(1)
-        _, grads = saliency(trainer, images, pred, args.backend)
+    trainer, _, acc = train_digits_mlp(args.epochs, args.backend, not args.no_progress)
+    _, _, x_test, y_test = digits()
+    picks = np.array([np.flatnonzero(y_test == c)[0] for c in range(10)])
+    images, labels = x_test[picks], y_test[picks]
+    pred = trainer.predict(images).argmax(1)
+    _, grads = saliency(trainer, images, pred, args.backend)
     path = os.path.join(output_dir(args.out), "saliency.png")
     plot(images, grads, labels, pred, path)
     print(f"model test accuracy {acc:.4f}; saliency of 10 test digits: {path}")

@@ -17,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import output_dir, parser, pyplot, single_thread_blas  # noqa: E402
+from _common import output_dir, parser, pyplot  # noqa: E402
 
 import symgrad as sg  # noqa: E402
 
@@ -90,8 +90,7 @@ def main(argv: list[str] | None = None) -> float:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--cell", choices=sorted(CELLS), default="lstm")
     args = p.parse_args(argv)
-    with single_thread_blas():
-        trainer, history, mse = train_sequence(args.epochs, args.cell, args.backend, not args.no_progress)
+    trainer, history, mse = train_sequence(args.epochs, args.cell, args.backend, not args.no_progress)
     path = os.path.join(output_dir(args.out), "sequence_lstm.png")
     plot(trainer, history, path)
     print(f"{args.cell}: test MSE of the next sample {mse:.2e} after {history.steps} steps; "

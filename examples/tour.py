@@ -17,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import digits, output_dir, single_thread_blas  # noqa: E402
+from _common import digits, output_dir  # noqa: E402
 from digits_mlp import plot, train_digits_mlp  # noqa: E402
 from linear_regression import fit  # noqa: E402
 
@@ -34,8 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     out = output_dir(args.out)
 
     print(f"== 1. training the digits MLP ({args.backend} backend)")
-    with single_thread_blas():
-        trainer, history, acc = train_digits_mlp(args.epochs, args.backend, progress=True)
+    trainer, history, acc = train_digits_mlp(args.epochs, args.backend, progress=True)
     curve = os.path.join(out, "tour_digits_mlp.png")
     plot(history, curve)
     print(f"test accuracy {acc:.3f}; {history.time_per_step * 1e3:.2f} ms per training step")

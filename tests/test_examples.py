@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +23,13 @@ import digits_mlp  # noqa: E402
 import gan_mixture  # noqa: E402
 import saliency  # noqa: E402
 import sequence_lstm  # noqa: E402
-from _common import single_thread_blas  # noqa: E402
 
 import symgrad as sg  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def one_blas_thread() -> Iterator[None]:
-    with single_thread_blas():
-        yield
-
-
 @pytest.fixture(scope="module")
 def mlp() -> Any:
-    with single_thread_blas():
-        return digits_mlp.train_digits_mlp(8, progress=False)
+    return digits_mlp.train_digits_mlp(8, progress=False)
 
 
 def png(path: Path) -> None:
