@@ -385,7 +385,7 @@ def compile(  # noqa: A001 - the public name promised by the API
     verify_each, print_changed, dump_dir : pass-manager instrumentation.
     """
     single = isinstance(outputs, Tensor)
-    outs = [as_tensor(o) for o in ([outputs] if single else list(outputs))]  # type: ignore[list-item]
+    outs = [as_tensor(o) for o in ([outputs] if single else list(outputs))]
     found = placeholders(outs)
     if inputs is None:
         ins = sorted(found + _size_only_inputs(found, outs), key=lambda t: t.serial)

@@ -85,7 +85,7 @@ def jvp(y: Tensor, x: Tensor, v: Any) -> Tensor:
     vt = F.as_tensor(v, x.dtype)
     if vt.shape != x.shape:
         vt = F.broadcast_to(vt, x.shape)
-    return OPS["jvp"](y, x, vt)  # type: ignore[no-any-return]
+    return OPS["jvp"](y, x, vt)
 
 
 def jacobian(y: Tensor, x: Tensor, mode: str = "rev") -> Tensor:
@@ -99,7 +99,7 @@ def jacobian(y: Tensor, x: Tensor, mode: str = "rev") -> Tensor:
         raise TypeError("jacobian: y and x must be symbolic tensors")
     if y.dtype not in FLOATS:
         y = F.cast(y, x.dtype)
-    return OPS["jacobian"](y, x, mode=mode)  # type: ignore[no-any-return]
+    return OPS["jacobian"](y, x, mode=mode)
 
 
 def hessian(f: Tensor, x: Tensor) -> Tensor:

@@ -144,7 +144,7 @@ def conv2d(x: TensorLike, w: TensorLike, b: TensorLike | None = None, stride: An
         p = _pair("conv2d", "padding", padding, 0)
     y = OPS["conv2d"](xt, wt, stride=s, padding=p, dilation=d)
     if b is None:
-        return y  # type: ignore[no-any-return]
+        return y
     (bt,) = _as_float(b)
     if bt.ndim != 1 or (isinstance(bt.shape[0], int) and isinstance(wt.shape[0], int)
                         and bt.shape[0] != wt.shape[0]):
@@ -158,7 +158,7 @@ def _pool(name: str, x: TensorLike, kernel_size: Any, stride: Any, padding: Any)
     k = _pair(name, "kernel_size", kernel_size, 1)
     s = k if stride is None else _pair(name, "stride", stride, 1)
     p = _pair(name, "padding", padding, 0)
-    return OPS[name](xt, kernel=k, stride=s, padding=p)  # type: ignore[no-any-return]
+    return OPS[name](xt, kernel=k, stride=s, padding=p)
 
 
 def max_pool2d(x: TensorLike, kernel_size: Any, stride: Any = None, padding: Any = 0) -> Tensor:

@@ -24,7 +24,7 @@ def to_float64(outputs: Sequence[Tensor]) -> list[Tensor]:
     def widen(node: Tensor, inputs: tuple[Tensor, ...]) -> Tensor | None:
         name = node.op.name
         if name == "placeholder" and node.dtype == "float32":
-            return placeholder(node.name or "x", node.shape, "float64")  # type: ignore[arg-type]
+            return placeholder(node.name or "x", node.shape, "float64")
         if name == "constant" and node.dtype == "float32":
             return constant(node.attr("value").array.astype(np.float64))
         if name == "cast" and node.attr("dtype") == "float32":

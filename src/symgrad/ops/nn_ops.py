@@ -225,11 +225,11 @@ def _conv_attrs(node: Tensor) -> dict[str, Any]:
 
 
 def conv2d_grad_input(g: Tensor, w: Tensor, in_hw: tuple[Size, Size], **conv: Any) -> Tensor:
-    return OPS_CONV["grad_input"](g, w, in_hw=tuple(in_hw), **conv)  # type: ignore[no-any-return]
+    return OPS_CONV["grad_input"](g, w, in_hw=tuple(in_hw), **conv)
 
 
 def conv2d_grad_weight(x: Tensor, g: Tensor, w_shape: tuple[Size, ...], **conv: Any) -> Tensor:
-    return OPS_CONV["grad_weight"](x, g, w_shape=tuple(w_shape), **conv)  # type: ignore[no-any-return]
+    return OPS_CONV["grad_weight"](x, g, w_shape=tuple(w_shape), **conv)
 
 
 def _conv_pullback(node: Tensor, g: Tensor) -> list[Tensor | None]:

@@ -45,7 +45,7 @@ _uniform_cache: dict[str, Scalar | None] = {}
 def _uniform(data: Any) -> Scalar | None:
     arr = data.array
     if arr.size == 1:
-        return arr.item()  # type: ignore[no-any-return]
+        return arr.item()
     hit = _uniform_cache.get(data.digest, _uniform_cache)
     if hit is not _uniform_cache:
         return hit  # type: ignore[return-value]

@@ -165,7 +165,7 @@ def shared_emit_math(builder: ir.IRBuilder, name: str, args: Sequence[ir.Value])
         variants.append(f"_ZGV_LLVM_N{width}{'v' * len(args)}_{scalar_name}({vname})")
     call = builder.call(scalar, list(args))
     # llvmlite knows no string attributes; the set holds what it prints
-    set.add(call.attributes, f'"vector-function-abi-variant"="{",".join(variants)}"')  # type: ignore[attr-defined]
+    set.add(call.attributes, f'"vector-function-abi-variant"="{",".join(variants)}"')
     return call
 
 

@@ -34,7 +34,7 @@ class NumpyFunction:
     def __call__(self, *arrays: Any) -> tuple[Any, ...]:
         with np.errstate(all="ignore"):
             try:
-                return self._fn(*arrays)  # type: ignore[no-any-return]
+                return self._fn(*arrays)
             except (IndexError, ValueError) as exc:
                 node = self._node_of(exc)
                 where = f" (op {node.op.name} built at {node.loc})" if node is not None else ""
