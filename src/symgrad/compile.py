@@ -340,8 +340,9 @@ def _size_sources(inputs: list[Tensor], nodes: list[Tensor]) -> dict[str, tuple[
 
 def _size_only_inputs(found: list[Tensor], outputs: list[Tensor]) -> list[Tensor]:
     """Placeholders that the outputs use only for their sizes (``zeros_like(x)``,
-    ``arange(x.shape[0])``), for each symbolic size no other input carries: the oldest
-    live placeholder with that size, ordered by creation."""
+    ``arange(x.shape[0])``), for each symbolic size no other input carries: the newest
+    live placeholder with that size (an older one with the same size name may belong to
+    another model still alive in the process), ordered by creation."""
     have: set[str] = set()
     for t in found:
         for s in t.shape:
@@ -355,8 +356,9 @@ def _size_only_inputs(found: list[Tensor], outputs: list[Tensor]) -> list[Tensor
                 for sym in sorted(s.symbols - have):
                     owners = size_owners(sym)
                     if owners:
-                        extra.setdefault(id(owners[0]), owners[0])
-                        have |= {x for d in owners[0].shape if isinstance(d, Dim) for x in d.symbols}
+                        newest = owners[-1]
+                        extra.setdefault(id(newest), newest)
+                        have |= {x for d in newest.shape if isinstance(d, Dim) for x in d.symbols}
     return sorted(extra.values(), key=lambda t: t.serial)
 
 
