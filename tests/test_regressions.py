@@ -79,12 +79,15 @@ def test_placeholders_used_only_for_sizes_are_inputs(backend: str, case: str) ->
         assert_like_numpy(f(x=xv), reference(xv))
 
 
-def test_a_size_only_input_is_the_newest_placeholder_with_that_size() -> None:
-    older = sg.placeholder("x", shape=(None, 2), dtype="float64")  # another model's, still alive
+def test_a_size_only_input_is_the_placeholder_asked_for_last() -> None:
     x = sg.placeholder("x", shape=(None,), dtype="float32")
-    assert older.shape[0] == x.shape[0]  # both carry the size "x.0"
+    other = sg.placeholder("x", shape=(None, 2), dtype="float64")  # another model's, still alive
+    assert other.shape[0] == x.shape[0]  # both carry the size "x.0"
+    again = sg.placeholder("x", shape=(None,), dtype="float32")  # hash-consed: x itself
+    assert again is x
     f = sg.compile(sg.zeros_like(x) + 1.0)
     assert_like_numpy(f(x=np.ones(3, np.float32)), np.ones(3, np.float32))
+    assert f.inputs == ["x"] and f(np.ones(2, np.float32)).shape == (2,)
 
 
 def test_a_size_with_no_live_placeholder_names_the_remedy() -> None:

@@ -340,9 +340,9 @@ def _size_sources(inputs: list[Tensor], nodes: list[Tensor]) -> dict[str, tuple[
 
 def _size_only_inputs(found: list[Tensor], outputs: list[Tensor]) -> list[Tensor]:
     """Placeholders that the outputs use only for their sizes (``zeros_like(x)``,
-    ``arange(x.shape[0])``), for each symbolic size no other input carries: the newest
-    live placeholder with that size (an older one with the same size name may belong to
-    another model still alive in the process), ordered by creation."""
+    ``arange(x.shape[0])``), for each symbolic size no other input carries: the live
+    placeholder with that size asked for most recently (an older one with the same size
+    name may belong to another model still alive in the process), ordered by creation."""
     have: set[str] = set()
     for t in found:
         for s in t.shape:

@@ -372,10 +372,11 @@ def placeholder(
     for d in dims:
         if isinstance(d, Dim):
             for sym in d.symbols:
+                # the node goes last even when hash-consing returned an existing one: the
+                # placeholder asked for most recently is the newest owner of its sizes
                 owners = _size_owners.setdefault(sym, [])
-                owners[:] = [r for r in owners if r() is not None]
-                if all(r() is not node for r in owners):
-                    owners.append(weakref.ref(node))
+                owners[:] = [r for r in owners if r() is not None and r() is not node]
+                owners.append(weakref.ref(node))
     return node
 
 
@@ -386,9 +387,10 @@ _size_owners: dict[str, list[weakref.ref[Tensor]]] = {}
 
 
 def size_owners(symbol: str) -> list[Tensor]:
-    """The live placeholders with the symbolic size ``symbol`` in their shape, oldest first."""
+    """The live placeholders with the symbolic size ``symbol`` in their shape, in the order
+    they were last asked for by :func:`placeholder` (the most recent last)."""
     found = [r() for r in _size_owners.get(symbol, ())]
-    return sorted((t for t in found if t is not None), key=lambda t: t.serial)
+    return [t for t in found if t is not None]
 
 
 def constant(value: Any, dtype: Any = None) -> Tensor:
