@@ -70,3 +70,24 @@ def test_an_unrolled_recurrence_of_1100_steps_compiles(backend: str) -> None:
     weights = 0.5 ** np.arange(steps - 1, -1, -1)
     np.testing.assert_allclose(got_loss, np.sum(np.sin(sv) * weights), rtol=1e-10)
     np.testing.assert_allclose(got_grad, np.cos(sv) * weights, rtol=1e-10, atol=1e-300)
+
+
+def _sympy_depth(expr: object) -> int:
+    deepest, stack = 0, [(expr, 1)]
+    while stack:
+        e, d = stack.pop()
+        deepest = max(deepest, d)
+        stack += [(a, d + 1) for a in getattr(e, "args", ())]
+    return deepest
+
+
+def test_a_2000_deep_chain_converts_to_sympy_and_latex() -> None:
+    """SymPy recurses on expression depth: the let form binds every 48th level, so each
+    binding stays shallow whatever the graph's depth (6000 ops here)."""
+    x, loss = chain(2000)
+    lets, expr = sg.to_sympy(loss)
+    assert len(lets) > 2000 // 48
+    assert str(expr).startswith("sum(")
+    assert max(_sympy_depth(e) for _, e in lets) <= 4 * 48
+    text = sg.latex(loss)
+    assert text.startswith("\\begin{aligned}") and text.count("\\\\") >= len(lets)

@@ -225,6 +225,11 @@ def _tree_sizes(order: list[Tensor]) -> dict[int, int]:
     return size
 
 
+# SymPy walks expressions recursively: the let form keeps each inlined expression at most
+# this deep, so graphs of any depth convert
+_MAX_INLINE_DEPTH = 48
+
+
 def to_sympy(
     outputs: Tensor | Sequence[Tensor],
     pipeline: str | None = None,
@@ -235,8 +240,9 @@ def to_sympy(
 
     Placeholders become Symbols named after them; elementwise ops use their scalar SymPy
     forms; tensor ops (sums, matrix products, reshapes...) appear as SymPy functions of
-    the same name. When the fully inlined expression would exceed ``max_inline`` nodes
-    (or ``bindings=True``), shared nodes become Symbols and the result is
+    the same name. When the fully inlined expression would exceed ``max_inline`` nodes or
+    nest deeper than 48 (or ``bindings=True``), shared nodes, and nodes at every 48th level
+    of nesting, become Symbols and the result is
     ``(bindings, expr)`` with ``bindings`` a list of ``(Symbol, expr)`` in dependency order.
     Several outputs give a list of expressions (or ``(bindings, [exprs])``).
     """
@@ -244,7 +250,11 @@ def to_sympy(
     order = toposort(outs)
     size_names = _size_names(order)
     sizes = _tree_sizes(order)
-    use_let = bindings if bindings is not None else max(sizes[id(o)] for o in outs) > max_inline
+    depth: dict[int, int] = {}
+    for n in order:
+        depth[id(n)] = 1 + max((depth[id(i)] for i in n.inputs), default=0)
+    use_let = bindings if bindings is not None else (
+        max(sizes[id(o)] for o in outs) > max_inline or max(depth.values()) > _MAX_INLINE_DEPTH)
     uses = {k: len(v) for k, v in users(order).items()}
     exprs: dict[int, Any] = {}
     lets: list[tuple[Any, Any]] = []
@@ -276,10 +286,17 @@ def to_sympy(
             if axes is not None and len(axes) != n.inputs[0].ndim:
                 extra = [sp.Tuple(*axes)]
             e = _func(op.name)(*args, *extra)
-        if use_let and uses.get(id(n), 0) > 1 and n.inputs:
-            sym = sp.Symbol(f"{op.name}{len(lets)}")
+        # in the let form, shared nodes are bound to Symbols, and so is every node whose
+        # inlined expression would nest deeper than SymPy can walk without recursing on it
+        # (real, as every value here is: SymPy's assumption queries on a plain Symbol
+        # deep inside nested functions take exponential time)
+        inline_depth = 1 + max((depth[id(i)] for i in n.inputs), default=0)
+        if use_let and n.inputs and (uses.get(id(n), 0) > 1 or inline_depth > _MAX_INLINE_DEPTH):
+            sym = sp.Symbol(f"{op.name}{len(lets)}", real=True)
             lets.append((sym, e))
             e = sym
+            inline_depth = 0
+        depth[id(n)] = inline_depth
         exprs[id(n)] = e
     results = [exprs[id(o)] for o in outs]
     result: Any = results[0] if single else results
