@@ -335,7 +335,7 @@ class Gen:
             # broadcast to a bigger shape, given by another node
             dims = [(self.size(),) * 2 if k == 1 and self.chance(0.5) else (k, n) for k, n in m.dims]
             dims = [(s, s) for s in [self.size() for _ in range(int(self.rng.integers(0, 2)))]] + dims
-            spec = self.spec_of(tuple(dims))  # type: ignore[arg-type]
+            spec = self.spec_of(tuple(dims))
             if spec is None or not enabled("size_only"):
                 j = self.pick(lambda o: broadcast(m.dims, o.dims) == o.dims and o.dims != m.dims)
                 if j is None:
